@@ -1,0 +1,289 @@
+"""Command-line flags, YAML merge and validation for main.py, test.py and the scripts.
+
+Every flag of the original command line is here with the same name, type, choices and default, so the
+paper's command lines parse verbatim. The flags added by this project are listed in `NEW_FLAGS`.
+
+Precedence (a deliberate fix, see README "Configuration"): a flag given explicitly on the command line
+beats the YAML file of `--cfg_path`, which beats the built-in default. The original let the YAML silently
+override the command line (SPEC §1.1); the headline commands have no conflicts, so their numbers are
+unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from utils.io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    default: Any
+    type: type = str  # bool means a store_true switch
+    choices: tuple | None = None
+    help: str = ""
+    nullable: bool = False  # None is a valid value (flags whose default is None)
+
+
+def _flags_original() -> list[Flag]:
+    """The original's options (SPEC §1.3), in its order."""
+    return [
+        Flag("cfg_path", None, str, help="YAML file merged over the defaults", nullable=True),
+        Flag("model_name", None, str, help="names the log, checkpoint and result files", nullable=True),
+        Flag("seed", 3552, int, help="seeds python, numpy and torch"),
+        Flag("device", None, str, help="torch device; default cuda when available, else cpu", nullable=True),
+        Flag("task", "zero_shot", str, ("zero_shot", "close_set"), "zero_shot uses the split lists"),
+        Flag("target_type", "prompt", str, ("prompt", "description", "name", "none"), "text for each class"),
+        Flag("eval_proposal", False, bool, help="evaluate class-agnostic proposals"),
+        Flag("num_workers", 1, int, help="DataLoader workers"),
+        Flag("batch_size", 16, int, help="train and inference batch size"),
+        Flag("dataset_name", "Thumos14", str, ("Thumos14", "ActivityNet13", "Synthetic"),
+             "Synthetic = the embedded synthetic dataset (THUMOS14 format)"),
+        Flag("num_classes", 20, int, help="total classes of the dataset"),
+        Flag("split", 75, int, (75, 50), "75 -> train_75_test_25, 50 -> train_50_test_50"),
+        Flag("split_id", 0, int, help="which split_<id>.list"),
+        Flag("anno_file_path", "./data/Thumos14/Thumos14_annotations.json", str, help="annotation JSON"),
+        Flag("feature_info_path", "./data/Thumos14/CLIP/Thumos14_info.json", str, help="feature info JSON"),
+        Flag("description_file_path", "./data/Thumos14/Thumos14_description.json", str,
+             help="class description JSON"),
+        Flag("feature_path", "/mnt/Datasets/Thumos14/CLIP_feature", str, help="folder of <video>.npy"),
+        Flag("feature_type", "CLIP", str, ("CLIP", "ViFi-CLIP"), "feature kind"),
+        Flag("feature_stride", 16, int, help="frames per snippet"),
+        Flag("rescale_length", 0, int, help="ActivityNet: resample every video to this length (0 = keep)"),
+        Flag("slice_size", 128, int, help="THUMOS14 window length (snippets)"),
+        Flag("slice_overlap", 0.75, float, help="THUMOS14 training window overlap"),
+        Flag("inference_slice_overlap", 0.25, float, help="THUMOS14 inference window overlap"),
+        Flag("hidden_dim", 512, int, help="model width; must equal the feature dimension"),
+        Flag("enable_backbone", False, bool, help="apply the Conv1d backbone"),
+        Flag("position_embedding", "sine", str, ("sine", "learned"), "position encoding"),
+        Flag("backbone_layers", 1, int, help="Conv1d layers of the backbone"),
+        Flag("dropout", 0.1, float, help="transformer dropout"),
+        Flag("nheads", 8, int, help="attention heads"),
+        Flag("dim_feedforward", 2048, int, help="FFN width"),
+        Flag("enc_layers", 6, int, help="encoder depth"),
+        Flag("dec_layers", 6, int, help="decoder depth"),
+        Flag("pre_norm", False, bool, help="pre-norm transformer (decoder unsupported, as the original)"),
+        Flag("CLIP_model_name", "ViT-B/16", str, help="CLIP model name or path to a local CLIP checkpoint"),
+        Flag("num_queries", 15, int, help="number of queries"),
+        Flag("norm_embed", False, bool, help="L2-normalise embeddings before the similarity"),
+        Flag("exp_logit_scale", False, bool, help="use exp(logit_scale) as similarity scale"),
+        Flag("ROIalign_size", 16, int, help="RoI-align bins"),
+        Flag("enable_refine", False, bool, help="Static-Dynamic Rectifying (refine) module"),
+        Flag("refine_drop_saResidual", False, bool, help="refine: no residual around self-attention"),
+        Flag("refine_drop_sa", False, bool, help="refine: skip self-attention"),
+        Flag("refine_fusion_type", "ca", str, ("ca", "mean", "max"), "refine fusion"),
+        Flag("refine_cat_type", "sum", str, ("sum", "concat1", "concat2"), "refine combination"),
+        Flag("enable_classAgnostic", False, bool, help="class-agnostic proposals + RoI CLIP classification"),
+        Flag("enable_posPrior", False, bool, help="alternative query parametrisation"),
+        Flag("refine_layer_num", 1, int, help="refine layers"),
+        Flag("aux_loss", False, bool, help="accepted for compatibility; has no effect (as in the original)"),
+        Flag("cls_loss_coef", 2, float, help="weight of loss_ce (not computed in class-agnostic mode)"),
+        Flag("bbox_loss_coef", 5, float, help="weight of the L1 box loss"),
+        Flag("giou_loss_coef", 2, float, help="weight of the (1-D plain) IoU loss"),
+        Flag("focal_alpha", 0.25, float, help="focal loss alpha"),
+        Flag("gamma", 2, float, help="focal loss gamma"),
+        Flag("actionness_loss", False, bool, help="actionness head+loss outside class-agnostic mode"),
+        Flag("actionness_loss_coef", 2, float, help="weight of loss_actionness"),
+        Flag("salient_loss", False, bool, help="salient head + Action-aware Discrimination loss"),
+        Flag("salient_loss_coef", 2, float, help="weight of loss_salient"),
+        Flag("salient_loss_impl", "BCE", str, ("BCE", "CE"), "salient loss form (BCE is a focal BCE)"),
+        Flag("set_cost_class", 2, float, help="matcher class cost"),
+        Flag("set_cost_bbox", 5, float, help="matcher L1 cost"),
+        Flag("set_cost_giou", 2, float, help="matcher IoU cost"),
+        Flag("epochs", 100, int, help="training epochs"),
+        Flag("lr_backbone", 1e-5, float, help="lr of parameters named *backbone*"),
+        Flag("lr", 1e-4, float, help="lr of the other parameters"),
+        Flag("weight_decay", 1e-4, float, help="AdamW weight decay"),
+        Flag("lr_drop", 40, int, help="StepLR step (epochs)"),
+        Flag("clip_max_norm", 0.1, float, help="gradient clipping norm"),
+        Flag("postprocess_type", "class_agnostic", str, ("class_agnostic", "class_specific", "class_one"),
+             "how detections are formed"),
+        Flag("postprocess_topk", 100, int, help="detections per item"),
+        Flag("save_result", False, bool, help="write the detections JSON at each evaluation"),
+        Flag("test_interval", 1, int, help="evaluate every k epochs (-1 = never)"),
+        Flag("ROIalign_strategy", "before_pred", str, ("before_pred", "after_pred"), "pool then compare, or not"),
+        Flag("train_interval", -1, int, help="evaluate on the training set every k epochs (-1 = never)"),
+        Flag("filter_threshold", 0, float, help="drop detections scoring below it (0 = off)"),
+        Flag("proposals_weight_type", "before_softmax", str, ("before_softmax", "after_softmax"),
+             "where actionness multiplies the class scores"),
+        Flag("prob_type", "softmax", str, ("softmax", "sigmoid", "none_mul"), "class probability"),
+        Flag("inference_entire", False, bool, help="THUMOS14: evaluate whole videos, no windows"),
+        Flag("pooling_type", "average", str,
+             ("average", "max", "center1", "center2", "self_attention", "slow_fast", "sparse"),
+             "RoI pooling for classification"),
+    ]
+
+
+def _flags_new() -> list[Flag]:
+    """Flags this project adds (the original has none of these)."""
+    return [
+        Flag("split_root", "./splits", str, help="folder holding train_75_test_25/ and train_50_test_50/"),
+        Flag("text_embeddings", None, str, help="NPZ of class text embeddings (bypasses CLIP)", nullable=True),
+        Flag("text_cache_dir", "~/.cache/gap_zstal/text", str, help="cache of computed text embeddings"),
+        Flag("amp", False, bool, help="mixed precision: bfloat16 autocast on CPU, float16 on CUDA"),
+        Flag("eval_videos", "gt", str, ("gt", "all"),
+             "gt: the original (detections on videos without ground truth are dropped); all: they count"),
+        Flag("resume", None, str, help="full-state checkpoint to resume training from", nullable=True),
+        Flag("ckpt", None, str, help="test.py: checkpoint to evaluate (default ckpt/<ds>/best_<model>.pkl)",
+             nullable=True),
+        Flag("select_on", "test", str, ("test", "val", "last"),
+             "model selection: test = the original (best unseen-class test mAP); val = held-out seen videos"),
+        Flag("val_fraction", 0.2, float, help="select_on val: fraction of training videos held out"),
+        Flag("output_root", ".", str, help="folder under which ckpt/, logs/, results/, runs/ are written"),
+    ]
+
+
+ORIGINAL_FLAGS = _flags_original()
+NEW_FLAGS = _flags_new()
+ALL_FLAGS = {flag.name: flag for flag in ORIGINAL_FLAGS + NEW_FLAGS}
+
+# Flags the original accepts but that change nothing; a note is logged instead of silence.
+INERT_FLAG_NOTES = {
+    "aux_loss": "--aux_loss has no effect: the model produces no auxiliary outputs (as in the original).",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the key and what was expected."""
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _type_name(flag: Flag) -> str:
+    return {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}[flag.type]
+
+
+def get_args_parser(description: str = "GAP zero-shot temporal action localization") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, add_help=True)
+    for flag in ALL_FLAGS.values():
+        option = f"--{flag.name}"
+        help_text = flag.help + (f" (default: {flag.default})" if flag.default not in (None, False) else "")
+        if flag.type is bool:
+            parser.add_argument(option, action="store_true", default=flag.default, help=help_text)
+        else:
+            parser.add_argument(option, type=flag.type, default=flag.default, choices=flag.choices,
+                                help=help_text)
+    return parser
+
+
+def _explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """Names of the flags given on the command line (their values beat the YAML)."""
+    probe = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        kwargs = {"dest": action.dest}
+        if isinstance(action, argparse._StoreTrueAction):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = action.type
+        probe.add_argument(*action.option_strings, **kwargs)
+    namespace, _ = probe.parse_known_args(argv)
+    return set(vars(namespace))
+
+
+def validate_value(key: str, value: Any, source: str) -> Any:
+    """Check a value against the flag's type and choices; return it (ints accepted for floats)."""
+    if key not in ALL_FLAGS:
+        close = difflib.get_close_matches(key, ALL_FLAGS, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"{source}: unknown key '{key}'.{hint}")
+    flag = ALL_FLAGS[key]
+    if value is None:
+        if flag.nullable:
+            return None
+        raise ConfigError(f"{source}: key '{key}' is null; expected {_type_name(flag)}")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[flag.type]
+    if not ok:
+        raise ConfigError(f"{source}: key '{key}' has value {value!r} ({type(value).__name__}); "
+                          f"expected {_type_name(flag)}")
+    if flag.choices is not None and value not in flag.choices:
+        raise ConfigError(f"{source}: key '{key}' has value {value!r}; expected one of {list(flag.choices)}")
+    return value
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--cfg_path: config file {path} does not exist")
+    with open(path) as handle:
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
+    return {key: validate_value(str(key), value, str(path)) for key, value in data.items()}
+
+
+def _finalise(cfg: argparse.Namespace) -> argparse.Namespace:
+    if cfg.device is None:
+        cfg.device = default_device()
+    return cfg
+
+
+def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None,
+                 ) -> argparse.Namespace:
+    """Parse the command line, merge `--cfg_path`; precedence: explicit flag > YAML > default.
+
+    `parser` may be a parser built by `get_args_parser()` with script-specific flags added.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = parser or get_args_parser()
+    cfg = parser.parse_args(argv)
+    if cfg.cfg_path:
+        explicit = _explicit_keys(parser, argv)
+        for key, value in read_yaml_config(cfg.cfg_path).items():
+            if key not in explicit and key != "cfg_path":
+                setattr(cfg, key, value)
+    return _finalise(cfg)
+
+
+def default_config(**overrides: Any) -> argparse.Namespace:
+    """All defaults with `overrides` applied (validated); for tests and scripts."""
+    cfg = argparse.Namespace(**{name: flag.default for name, flag in ALL_FLAGS.items()})
+    for key, value in overrides.items():
+        setattr(cfg, key, validate_value(key, value, "default_config()"))
+    return _finalise(cfg)
+
+
+def config_to_dict(cfg: argparse.Namespace) -> dict[str, Any]:
+    """The known flags of `cfg`, in definition order (script-only extras are left out)."""
+    return {name: getattr(cfg, name) for name in ALL_FLAGS if hasattr(cfg, name)}
+
+
+def dump_config(cfg: argparse.Namespace, path: str | Path) -> Path:
+    """Write the resolved configuration as YAML; `--cfg_path` of that file gives the same run."""
+    values = config_to_dict(cfg)
+    values.pop("cfg_path", None)
+    header = "# Resolved configuration (gap-zstal). Re-run with: python main.py --cfg_path <this file>\n"
+    return atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=False))
+
+
+def load_config(path: str | Path) -> argparse.Namespace:
+    """Defaults merged with a YAML file (no command line)."""
+    return parse_config(["--cfg_path", str(path)])
+
+
+def config_notes(cfg: argparse.Namespace) -> list[str]:
+    """One-line notes on flags that are accepted but inert, for the run log."""
+    notes = [note for key, note in INERT_FLAG_NOTES.items() if getattr(cfg, key, False)]
+    if cfg.enable_classAgnostic and cfg.cls_loss_coef != 2:
+        notes.append("--cls_loss_coef has no effect with --enable_classAgnostic (loss_ce is never computed).")
+    return notes
