@@ -127,7 +127,10 @@ def _flags_new() -> list[Flag]:
     return [
         Flag("split_root", "./splits", str, help="folder holding train_75_test_25/ and train_50_test_50/"),
         Flag("text_embeddings", None, str, help="NPZ of class text embeddings (bypasses CLIP)", nullable=True),
-        Flag("text_cache_dir", "~/.cache/gap_zstal/text", str, help="cache of computed text embeddings"),
+        Flag("text_cache_dir", "~/.cache/gap_zstal/text", str,
+             help="cache of computed text embeddings (empty string: no cache)"),
+        Flag("clip_download_root", None, str, help="where CLIP model names are downloaded (default ~/.cache/clip)",
+             nullable=True),
         Flag("amp", False, bool, help="mixed precision: bfloat16 autocast on CPU, float16 on CUDA"),
         Flag("eval_videos", "gt", str, ("gt", "all"),
              "gt: the original (detections on videos without ground truth are dropped); all: they count"),

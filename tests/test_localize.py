@@ -1,0 +1,112 @@
+"""scripts/localize.py: windows, merging, and a full run on a synthetic video with tiny CLIP + tiny GAP."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.build import build_model
+from models.text_encoder import TextEmbeddingError, write_text_embeddings
+from scripts.localize import main, merge_detections, model_items
+from tests.clip_builders import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
+from utils.config import default_config, dump_config
+
+CLASSES = "high jump, pole vault, long jump"
+
+
+def _tiny_cfg(**overrides):
+    values = dict(dataset_name="Thumos14", hidden_dim=TINY_EMBED_DIM, nheads=4, dim_feedforward=64, enc_layers=1,
+                  dec_layers=1, num_queries=6, enable_classAgnostic=True, enable_refine=True,
+                  refine_drop_saResidual=True, salient_loss=True, norm_embed=True, exp_logit_scale=True,
+                  proposals_weight_type="after_softmax", postprocess_topk=10, feature_stride=4, slice_size=8,
+                  ROIalign_size=4, device="cpu")
+    values.update(overrides)
+    return default_config(**values)
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("localize")
+    clip_ckpt = write_tiny_clip_checkpoint(root / "tiny_clip.pt", seed=5)
+    video = write_synthetic_video(root / "my_match.mp4", 60, fps=25, seed=4)  # 15 snippets of 4 frames
+    cfg = _tiny_cfg(CLIP_model_name=str(clip_ckpt), text_cache_dir=str(root / "cache"))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.actionness_embed.bias.fill_(0.0)  # scores well above zero, whatever the random weights
+    gap_ckpt = root / "gap_tiny.pkl"
+    torch.save(model.state_dict(), gap_ckpt)
+    yaml_path = dump_config(cfg, root / "tiny_config.yaml")
+    return root, video, gap_ckpt, yaml_path
+
+
+def test_model_items_follow_the_inference_datasets():
+    features = np.zeros((15, TINY_EMBED_DIM), np.float32)
+    info = {"snippet_length": 15, "snippet_duration": 2.4, "video_fps": 25.0}
+    items = model_items(features, info, _tiny_cfg())  # slice 8, overlap 0.25 -> stride 6, short tail
+    assert [meta["window"] for _, meta in items] == [(0, 7), (6, 13), (12, 14)]
+    assert [f.shape[0] for f, _ in items] == [8, 8, 3]
+    ffps = 25.0 / 4
+    assert [meta["video_duration"] for _, meta in items] == pytest.approx([7 / ffps, 7 / ffps, 2 / ffps])
+    assert [meta["time_offset"] for _, meta in items] == pytest.approx([0, 6 / ffps, 12 / ffps])
+    anet = model_items(features, info, _tiny_cfg(dataset_name="ActivityNet13", rescale_length=10))
+    assert len(anet) == 1 and anet[0][0].shape == (10, TINY_EMBED_DIM)
+    assert anet[0][1]["video_duration"] == 2.4 and anet[0][1]["window"] is None
+
+
+def test_merge_removes_duplicates_and_applies_class_nms():
+    segments = np.array([[0.0, 2.0], [0.0, 2.0], [0.1, 2.0], [5.0, 6.0], [0.0, 2.0]])
+    scores = np.array([0.9, 0.9, 0.8, 0.3, 0.5])
+    labels = np.array([0, 0, 0, 0, 1])
+    owner = np.zeros(5, np.int64)
+    items = [(None, {"window": None, "feature_fps": None})]
+    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.0)
+    assert len(sc) == 4 and list(sc) == sorted(sc, reverse=True)  # exact duplicate dropped
+    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.5)
+    assert sc.tolist() == [0.9, 0.5, 0.3] and lab.tolist() == [0, 1, 0]  # (0.1, 2.0) suppressed by (0, 2)
+
+
+def test_localize_end_to_end_writes_json_and_png(run_files, capsys):
+    root, video, gap_ckpt, yaml_path = run_files
+    out = root / "out"
+    args = ["--cfg_path", str(yaml_path), "--ckpt", str(gap_ckpt), "--video", str(video), "--classes", CLASSES,
+            "--out_dir", str(out), "--top", "5"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "start (s)" in printed and "my_match_detections.json" in printed
+
+    result = json.loads((out / "my_match_detections.json").read_text())
+    assert set(result) == {"results", "external_data"} and list(result["results"]) == ["my_match"]
+    rows = result["results"]["my_match"]
+    assert rows, "the tiny model must produce detections"
+    duration = 59 / 25  # frame_duration of 60 frames at 25 fps
+    names = [c.strip() for c in CLASSES.split(",")]
+    for row in rows:
+        start, end = row["segment"]
+        assert -1e-6 <= start <= end <= duration + 1e-3
+        assert row["label"] in names and 0.0 <= row["score"] <= 1.0
+    scores = [row["score"] for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert len(printed.strip().splitlines()) >= 2 + min(5, len(rows))
+
+    png = out / "my_match_timeline.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[0] > 100
+
+    # second run: features are reused; without NMS there are at least as many detections
+    assert main([*args, "--nms_threshold", "0"]) == 0
+    assert "reusing features" in capsys.readouterr().out
+    raw = json.loads((out / "my_match_detections.json").read_text())["results"]["my_match"]
+    assert len(raw) >= len(rows)
+
+
+def test_localize_rejects_embeddings_of_the_wrong_width(run_files):
+    root, video, gap_ckpt, yaml_path = run_files
+    npz = write_text_embeddings(root / "narrow.npz", ["high jump"], np.ones((1, 8), np.float32))
+    with pytest.raises(TextEmbeddingError, match="dimension 8"):
+        main(["--cfg_path", str(yaml_path), "--ckpt", str(gap_ckpt), "--video", str(video), "--classes",
+              "high jump", "--text_embeddings", str(npz), "--out_dir", str(root / "out")])
