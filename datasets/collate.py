@@ -1,0 +1,22 @@
+"""Batching: pad features to the longest item, mask the padding (SPEC §4.1)."""
+from __future__ import annotations
+
+import torch
+
+
+def collate_batch(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """``[(features [T_i, C], target), ...]`` -> ``(features [B, T, C] zero-padded, mask [B, T] True = padding,
+    targets list)``, T = max T_i."""
+    if not batch:
+        raise ValueError("collate_batch got an empty batch")
+    features = [f for f, _ in batch]
+    dims = {f.shape[1] for f in features}
+    if len(dims) != 1:
+        raise ValueError(f"items of one batch have different feature dimensions {sorted(dims)}")
+    lengths = torch.tensor([f.shape[0] for f in features])
+    longest = int(lengths.max())
+    padded = features[0].new_zeros((len(features), longest, features[0].shape[1]), dtype=torch.float32)
+    for k, f in enumerate(features):
+        padded[k, : f.shape[0]] = f
+    mask = torch.arange(longest)[None, :] >= lengths[:, None]
+    return padded, mask, [t for _, t in batch]
