@@ -1,12 +1,166 @@
-"""Train GAP (the paper's training command lines work verbatim; add --device cpu without a GPU)."""
+"""Train GAP. The paper's training command lines work verbatim (add `--device cpu` without a GPU).
+
+Reads like a table of contents: configuration -> data -> text embeddings -> model -> optimisation ->
+epochs (train, evaluate, select, checkpoint) -> summary.
+"""
 from __future__ import annotations
 
-from utils.config import get_args_parser, parse_config
+import math
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import trange
+
+from datasets import build_dataset
+from models.build import build_criterion, build_model, build_postprocessor
+from models.text_encoder import build_text_encoder
+from utils.checkpoint import load_training_state, restore_rng_states, save_state_dict, save_training_state
+from utils.config import config_notes, config_to_dict, dump_config, get_args_parser, parse_config
+from utils.engine import evaluate, train_one_epoch
+from utils.evaluation import results_json
+from utils.io import atomic_write_json
+from utils.logging import setup_logger
+from utils.paths import run_paths
+from utils.report import append_csv_row, log_scalars, metrics_table, summary_block, write_metrics_json
+from utils.run import (
+    make_loader,
+    resolve_device,
+    seed_everything,
+    text_embeddings_for,
+)
+from utils.selection import SELECTION_LABELS, split_validation
 
 
-def main(argv=None) -> None:
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW with the original's two groups: parameters named *backbone* get `lr_backbone`."""
+    backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.lr}, {"params": backbone, "lr": cfg.lr_backbone}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def main(argv=None) -> dict:
     cfg = parse_config(argv, get_args_parser("Train GAP for zero-shot temporal action localization"))
-    raise SystemExit(f"training is not wired yet (config resolved for {cfg.model_name})")
+    paths = run_paths(cfg)
+    logger = setup_logger(paths.log, append=bool(cfg.resume))
+    logger.info("command configuration:\n" + "\n".join(f"  {k}: {v}" for k, v in config_to_dict(cfg).items()))
+    for note in config_notes(cfg):
+        logger.info(f"note: {note}")
+    dump_config(cfg, paths.config)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    # data
+    train_set = build_dataset(cfg, "train")
+    test_set = build_dataset(cfg, "inference")
+    val_set = None
+    if cfg.select_on == "val":
+        train_set, val_set = split_validation(cfg, train_set)
+    shuffle_generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = make_loader(train_set, cfg, train=True, generator=shuffle_generator)
+    test_loader = make_loader(test_set, cfg, train=False)
+    logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
+                f"{train_set.classes}")
+    logger.info(f"inference: {len(test_set)} items, {len(test_set.ground_truth)} videos with ground truth, "
+                f"classes {test_set.classes}")
+
+    # text embeddings (computed once, cached) and model
+    text_encoder = build_text_encoder(cfg)
+    feature_dim = test_set.feature_dim
+    test_text = text_embeddings_for(cfg, test_set, text_encoder, feature_dim)
+    val_text = text_embeddings_for(cfg, val_set, text_encoder, feature_dim) if val_set is not None else None
+    model = build_model(cfg)
+    model.set_logit_scale(text_encoder.logit_scale)
+    model.to(device)
+    criterion = build_criterion(cfg).to(device)
+    postprocessor = build_postprocessor(cfg)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop, gamma=0.1)
+    logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+                f"{' with AMP' if cfg.amp else ''}")
+
+    start_epoch, best, history = 0, None, []
+    if cfg.resume:
+        state = load_training_state(cfg.resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        shuffle_generator.set_state(state["shuffle_generator"])
+        restore_rng_states(state["rng"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch}")
+
+    writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
+    selection = SELECTION_LABELS[cfg.select_on]
+    for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
+                        dynamic_ncols=True):
+        losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
+                                 cfg.clip_max_norm, amp=cfg.amp)
+        writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+        scheduler.step()
+        for key, value in losses.items():
+            writer.add_scalar(f"train/{key}", value, epoch)
+        logger.info(f"epoch {epoch} train losses: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        save_state_dict(model, paths.last)
+
+        entry = {"epoch": epoch, "losses": losses}
+        if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
+            entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
+                                        device, paths, writer, logger))
+        if val_set is not None:
+            val_metrics, _, _ = evaluate(model, postprocessor, make_loader(val_set, cfg, train=False), val_set,
+                                         val_text, device, cfg, amp=cfg.amp)
+            entry["val"] = val_metrics
+            log_scalars(writer, "val", val_metrics, epoch)
+            logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
+        score = selection_score(cfg.select_on, entry)
+        if score is not None and (best is None or score > best["score"]):
+            best = {"score": score, "epoch": epoch, "test": entry.get("test"), "test_all": entry.get("test_all")}
+            save_state_dict(model, paths.best)
+            logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
+        history.append(entry)
+        save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch, best=best, history=history,
+                            shuffle_generator=shuffle_generator.get_state(), config=config_to_dict(cfg))
+    writer.close()
+    return finish(cfg, best, selection, paths, logger)
+
+
+def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, device, paths, writer, logger):
+    """Evaluate on the unseen classes with the original protocol and the honest one; record everything."""
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
+    honest, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg, eval_videos="all",
+                            records=records)
+    logger.info(metrics_table(metrics, f"epoch {epoch} test (unseen classes, eval_videos=gt)"))
+    logger.info(f"epoch {epoch} test eval_videos=all: average mAP {100 * honest['average_mAP']:.2f}")
+    log_scalars(writer, "test", metrics, epoch)
+    log_scalars(writer, "test_all_videos", honest, epoch)
+    append_csv_row(paths.csv, epoch, metrics)
+    if cfg.save_result:
+        subset = "val" if cfg.dataset_name == "ActivityNet13" else "test"
+        atomic_write_json(paths.results_dir / f"detection_{subset}_{epoch}_raw.json",
+                          results_json(merged, dataset.classes))
+    return {"test": metrics, "test_all": honest}
+
+
+def selection_score(select_on: str, entry: dict) -> float | None:
+    if select_on == "last":
+        return float(entry["epoch"])
+    key = "test" if select_on == "test" else "val"
+    metrics = entry.get(key)
+    return None if metrics is None else metrics["average_mAP"]
+
+
+def finish(cfg, best, selection, paths, logger) -> dict:
+    if best is None or best.get("test") is None:
+        logger.info("no test evaluation was run (test_interval -1 or no epoch): nothing to summarise")
+        return {"best": best}
+    logger.info("\n" + summary_block(best["test"], best["test_all"], selection, best["epoch"]))
+    write_metrics_json(paths.results_dir / "best_metrics.json", best["test"], epoch=best["epoch"],
+                       selection=cfg.select_on, eval_videos_all=best["test_all"])
+    if not math.isfinite(best["test"]["average_mAP"]):
+        logger.warning("the selected epoch has a non-finite mAP")
+    return {"best": best}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,197 @@
+"""The whole zero-shot protocol in one command: train and test every class split, then one results table.
+
+    python scripts/run_splits.py --cfg_path config/Thumos14_CLIP_zs_75_8frame.yaml --model_name GAP_T75 \
+        --split_ids 0-9 --jobs 1 [any other main.py flag]
+
+For each split id it runs `main.py` (training, with `--select_on` choosing the epoch) and then `test.py`
+on the selected checkpoint, as separate processes, each named `<model_name>_split<id>`. A split whose
+`test_metrics.json` exists is finished and is not run again, so an interrupted protocol resumes by running
+the same command. The table (Markdown + CSV, one row per split, then mean and standard deviation) and a
+plot of per-split average mAP go to `results/<dataset>/<model_name>_splits/`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from utils.config import get_args_parser, parse_config  # noqa: E402
+from utils.io import atomic_write_text  # noqa: E402
+from utils.paths import RunPaths  # noqa: E402
+
+TABLE_AR_KEYS = ("AR@10", "AR@25", "AR@40")
+
+
+def parse_split_ids(text: str) -> list[int]:
+    """'0-9' -> [0..9]; '0,2,5-6' -> [0, 2, 5, 6]; ids must be 0..9 and are returned sorted, unique."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                if low > high:
+                    raise ValueError
+                ids.update(range(low, high + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--split_ids: cannot read {part!r}; expected e.g. 0-9 or 0,3,5-7") from None
+    if not ids or min(ids) < 0 or max(ids) > 9:
+        raise argparse.ArgumentTypeError(f"--split_ids {text!r}: the standard splits are numbered 0..9")
+    return sorted(ids)
+
+
+def split_model_name(model_name: str, split_id: int) -> str:
+    return f"{model_name}_split{split_id}"
+
+
+def metrics_path(output_root: str, dataset: str, model_name: str, split_id: int) -> Path:
+    return RunPaths(Path(output_root), dataset, split_model_name(model_name, split_id)).results_dir / \
+        "test_metrics.json"
+
+
+def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_file: Path, log_dir: Path) -> Path:
+    """Train then test one split in subprocesses; skipped when its metrics file already exists."""
+    if done_file.exists():
+        print(f"split {split_id}: finished earlier ({done_file}), skipped")
+        return done_file
+    name = split_model_name(model_name, split_id)
+    common = passthrough + ["--split_id", str(split_id), "--model_name", name]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for script in ("main.py", "test.py"):
+        log_path = log_dir / f"{name}_{script.replace('.py', '')}.out"
+        print(f"split {split_id}: running {script} (output in {log_path})")
+        with open(log_path, "w") as log:
+            result = subprocess.run([sys.executable, str(REPO_ROOT / script)] + common, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=Path.cwd())
+        if result.returncode != 0:
+            raise RuntimeError(f"split {split_id}: {script} failed with exit code {result.returncode}; "
+                               f"see {log_path}")
+    if not done_file.exists():
+        raise RuntimeError(f"split {split_id}: test.py finished but wrote no {done_file}")
+    return done_file
+
+
+def aggregate(per_split: dict[int, dict]) -> dict:
+    """Rows per split plus mean and (population) standard deviation, all in % as the paper reports."""
+    if not per_split:
+        raise ValueError("no finished split to aggregate")
+    first = next(iter(per_split.values()))
+    columns = [f"mAP@{t:.2f}" for t in first["iou_range"]] + ["avg mAP"] + list(TABLE_AR_KEYS)
+    rows = {}
+    for split_id in sorted(per_split):
+        metrics = per_split[split_id]
+        if list(metrics["iou_range"]) != list(first["iou_range"]):
+            raise ValueError(f"split {split_id} was evaluated at other tIoU thresholds than the others")
+        rows[split_id] = [100 * v for v in metrics["mAP_per_tiou"]] + [100 * metrics["average_mAP"]] + \
+            [100 * metrics[k] for k in TABLE_AR_KEYS]
+    matrix = np.array(list(rows.values()), dtype=np.float64)
+    return {"columns": columns, "rows": rows, "mean": matrix.mean(axis=0).tolist(),
+            "std": matrix.std(axis=0).tolist()}
+
+
+def markdown_table(table: dict, title: str) -> str:
+    header = "| split | " + " | ".join(table["columns"]) + " |"
+    lines = [f"### {title}", "", header, "|" + "---|" * (len(table["columns"]) + 1)]
+    for split_id, values in table["rows"].items():
+        lines.append(f"| {split_id} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    lines.append("| mean | " + " | ".join(f"{v:.2f}" for v in table["mean"]) + " |")
+    lines.append("| std | " + " | ".join(f"{v:.2f}" for v in table["std"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(table: dict) -> str:
+    lines = [",".join(["split"] + table["columns"])]
+    for split_id, values in table["rows"].items():
+        lines.append(",".join([str(split_id)] + [f"{v:.4f}" for v in values]))
+    lines.append(",".join(["mean"] + [f"{v:.4f}" for v in table["mean"]]))
+    lines.append(",".join(["std"] + [f"{v:.4f}" for v in table["std"]]))
+    return "\n".join(lines) + "\n"
+
+
+def plot_average_map(table: dict, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    column = table["columns"].index("avg mAP")
+    ids = list(table["rows"])
+    values = [table["rows"][i][column] for i in ids]
+    mean, std = table["mean"][column], table["std"][column]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    ax.bar([str(i) for i in ids], values, color="#4C72B0", label="per split")
+    ax.axhline(mean, color="#C44E52", label=f"mean {mean:.2f}")
+    ax.axhspan(mean - std, mean + std, color="#C44E52", alpha=0.15, label=f"± std {std:.2f}")
+    ax.set_xlabel("split id")
+    ax.set_ylabel("average mAP (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  add_help=False)
+    own.add_argument("--split_ids", type=parse_split_ids, default=list(range(10)),
+                     help="which split ids, e.g. 0-9 or 0,3 (default 0-9)")
+    own.add_argument("--jobs", type=int, default=1, help="splits run at once (processes)")
+    own_args, passthrough = own.parse_known_args(argv)
+    if "-h" in passthrough or "--help" in passthrough:
+        own.print_help()
+        get_args_parser().print_help()
+        return {}
+    cfg = parse_config(passthrough)  # validates the main.py flags before anything runs
+    if not cfg.model_name:
+        raise SystemExit("--model_name is required (each split runs as <model_name>_split<id>)")
+    if own_args.jobs < 1:
+        raise SystemExit("--jobs must be at least 1")
+    out_dir = Path(cfg.output_root) / "results" / cfg.dataset_name / f"{cfg.model_name}_splits"
+    done = {i: metrics_path(cfg.output_root, cfg.dataset_name, cfg.model_name, i) for i in own_args.split_ids}
+    with ThreadPoolExecutor(max_workers=own_args.jobs) as pool:
+        futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, done[i], out_dir / "logs")
+                   for i in own_args.split_ids}
+        failures = {}
+        for split_id, future in futures.items():
+            try:
+                future.result()
+            except RuntimeError as error:
+                failures[split_id] = str(error)
+    finished = {i: json.loads(path.read_text()) for i, path in done.items() if path.exists()}
+    if not finished:
+        raise SystemExit("no split finished: " + "; ".join(failures.values()))
+    title = (f"{cfg.dataset_name} {cfg.split}:{100 - cfg.split}, model {cfg.model_name}, "
+             f"selection {cfg.select_on}, eval_videos {cfg.eval_videos}")
+    table = aggregate(finished)
+    atomic_write_text(out_dir / "table.md", markdown_table(table, title))
+    atomic_write_text(out_dir / "table.csv", csv_table(table))
+    plot_average_map(table, out_dir / "average_mAP.png", title)
+    print(markdown_table(table, title))
+    print(f"written: {out_dir / 'table.md'}, {out_dir / 'table.csv'}, {out_dir / 'average_mAP.png'}")
+    if failures:
+        raise SystemExit("some splits failed: " + "; ".join(f"{i}: {m}" for i, m in failures.items()))
+    return table
+
+
+if __name__ == "__main__":
+    main()

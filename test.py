@@ -1,0 +1,66 @@
+"""Evaluate a checkpoint. The paper's test command lines work verbatim (add `--device cpu` without a GPU).
+
+Loads `./ckpt/<dataset_name>/best_<model_name>.pkl` (or `--ckpt PATH`; released checkpoints load as they
+are), evaluates on the unseen classes, prints the table, writes the metrics JSON and, with `--save_result`,
+the detections.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import build_dataset
+from models.build import build_model, build_postprocessor
+from models.text_encoder import build_text_encoder
+from utils.checkpoint import load_model_weights
+from utils.config import config_notes, get_args_parser, parse_config
+from utils.engine import evaluate
+from utils.evaluation import results_json
+from utils.io import atomic_write_json
+from utils.logging import setup_logger
+from utils.paths import run_paths
+from utils.report import AR_KEYS, metrics_table, write_metrics_json
+from utils.run import make_loader, resolve_device, seed_everything, text_embeddings_for
+
+
+def main(argv=None) -> dict:
+    cfg = parse_config(argv, get_args_parser("Evaluate a GAP checkpoint on the unseen classes"))
+    paths = run_paths(cfg)
+    logger = setup_logger(paths.log.with_name(f"{cfg.model_name}_test.log"))
+    for note in config_notes(cfg):
+        logger.info(f"note: {note}")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    dataset = build_dataset(cfg, "inference")
+    loader = make_loader(dataset, cfg, train=False)
+    text_encoder = build_text_encoder(cfg)
+    text = text_embeddings_for(cfg, dataset, text_encoder, dataset.feature_dim)
+    model = build_model(cfg)
+    ckpt = Path(cfg.ckpt) if cfg.ckpt else paths.best
+    load_model_weights(model, ckpt)  # overwrites logit_scale with the checkpoint's value, as the original
+    model.to(device)
+    logger.info(f"evaluating {ckpt} on {len(dataset)} items ({len(dataset.ground_truth)} videos with ground "
+                f"truth), classes {dataset.classes}")
+
+    postprocessor = build_postprocessor(cfg)
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
+    other = "all" if cfg.eval_videos == "gt" else "gt"
+    other_metrics, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg, eval_videos=other,
+                                   records=records)
+
+    logger.info("\n" + metrics_table(metrics, f"{ckpt} (eval_videos={cfg.eval_videos})", ar_keys=AR_KEYS))
+    logger.info(f"AUC {100 * metrics['AUC']:.2f}")
+    logger.info("\n" + metrics_table(other_metrics, f"same detections, eval_videos={other}"))
+    out = write_metrics_json(paths.results_dir / "test_metrics.json", metrics, checkpoint=str(ckpt),
+                             **{f"eval_videos_{other}": other_metrics})
+    logger.info(f"metrics written to {out}")
+    if cfg.save_result:
+        subset = "val" if cfg.dataset_name == "ActivityNet13" else "test"
+        result_path = paths.results_dir / f"detection_{subset}_-1_raw.json"
+        atomic_write_json(result_path, results_json(merged, dataset.classes))
+        logger.info(f"detections written to {result_path}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

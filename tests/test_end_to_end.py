@@ -1,0 +1,186 @@
+"""End to end on a tiny synthetic dataset: main.py, test.py, resume after a kill, determinism, selection.
+
+This is the shortened demo that CI runs: it checks that the pipeline writes checkpoints, logs, the CSV,
+TensorBoard events and a result file, and that the trained model beats random proposals.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import main as train_main
+import test as test_main
+from datasets import build_dataset, ensure_synthetic_dataset
+from tests.conftest import REPO_ROOT
+from utils.checkpoint import CheckpointError
+from utils.config import load_config
+from utils.evaluation import evaluate_detections
+from utils.selection import held_out_videos, split_validation
+
+pytestmark = pytest.mark.slow
+TINY_SIZES = dict(num_classes=8, num_train_videos=16, num_test_videos=12, min_length=120, max_length=260,
+                  feature_dim=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    """demo.yaml pointed at a tiny synthetic dataset, with a tiny model and few epochs."""
+    root = tmp_path_factory.mktemp("e2e")
+    data = ensure_synthetic_dataset(root / "Synthetic", seed=1, **TINY_SIZES)
+    values = yaml.safe_load((REPO_ROOT / "config" / "demo.yaml").read_text())
+    for key in ("anno_file_path", "feature_info_path", "description_file_path", "feature_path", "split_root",
+                "text_embeddings"):
+        values[key] = str(data / Path(values[key]).relative_to("data/Synthetic"))
+    values.update(hidden_dim=32, dim_feedforward=64, nheads=4, num_queries=10, epochs=3, batch_size=8, lr=5e-4,
+                  num_workers=0, device="cpu", seed=7, text_cache_dir="")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _train(cfg_path: Path, out: Path, *extra: str) -> dict:
+    return train_main.main(["--cfg_path", str(cfg_path), "--model_name", "tiny", "--output_root", str(out),
+                            *extra])
+
+
+def _random_proposal_map(cfg_path: Path, seeds=(0, 1, 2)) -> float:
+    """Average mAP of 100 uniformly random proposals per item with random labels and scores."""
+    cfg = load_config(cfg_path)
+    dataset = build_dataset(cfg, "inference", check_features=False)
+    values = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        records = []
+        for index in range(len(dataset)):
+            target = dataset.target(index)
+            duration = target["video_duration"]
+            ends = np.sort(rng.uniform(0, duration, size=(100, 2)), axis=1)
+            records.append({"video_name": target["video_name"], "src_video_name": target["src_video_name"],
+                            "time_offset": target["time_offset"], "window": target["window"],
+                            "feature_fps": target["feature_fps"], "segments": ends,
+                            "scores": rng.uniform(size=100), "labels": rng.integers(0, len(dataset.classes), 100)})
+        metrics, _ = evaluate_detections(records, dataset.ground_truth, dataset.video_ids, dataset.classes,
+                                         "Synthetic")
+        values.append(metrics["average_mAP"])
+    return float(np.mean(values))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = _train(tiny_config, out, "--save_result")
+    return out, result
+
+
+def test_training_writes_every_artifact(trained):
+    out, result = trained
+    assert (out / "ckpt/Synthetic/best_tiny.pkl").is_file() and (out / "ckpt/Synthetic/last_tiny.pkl").is_file()
+    state = torch.load(out / "ckpt/Synthetic/state_tiny.pt", weights_only=False)
+    assert state["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "config"} <= set(state)
+    log = (out / "logs/Synthetic/tiny.log").read_text()
+    assert "epoch 2 train losses" in log and "selected on the TEST set" in log
+    assert load_config(out / "logs/Synthetic/tiny_config.yaml").hidden_dim == 32
+    rows = (out / "results/excel/Synthetic/tiny_results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(len(row.split(",")) == 1 + 5 + 1 + 7 + 1 for row in rows)
+    assert list((out / "runs/Synthetic/tiny").glob("events.out.tfevents.*"))
+    detections = json.loads((out / "results/Synthetic/tiny/detection_test_2_raw.json").read_text())
+    assert detections["results"] and all(
+        {"segment", "score", "label"} <= set(d) for dets in detections["results"].values() for d in dets)
+    best = json.loads((out / "results/Synthetic/tiny/best_metrics.json").read_text())
+    assert best["epoch"] == result["best"]["epoch"] and "eval_videos_all" in best
+
+
+def test_trained_model_beats_random_proposals(trained, tiny_config):
+    _, result = trained
+    random_map = _random_proposal_map(tiny_config)
+    assert result["best"]["test"]["average_mAP"] > random_map + 0.02, (result["best"]["test"]["average_mAP"],
+                                                                         random_map)
+
+
+def test_test_py_reproduces_the_selected_epoch(trained, tiny_config):
+    out, result = trained
+    metrics = test_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root", str(out),
+                              "--save_result"])
+    assert metrics["average_mAP"] == pytest.approx(result["best"]["test"]["average_mAP"], abs=1e-9)
+    assert (out / "results/Synthetic/tiny/test_metrics.json").is_file()
+    assert (out / "results/Synthetic/tiny/detection_test_-1_raw.json").is_file()
+
+
+def test_test_py_errors_on_missing_or_mismatched_checkpoint(trained, tiny_config, tmp_path):
+    out, _ = trained
+    with pytest.raises(CheckpointError, match="does not exist"):
+        test_main.main(["--cfg_path", str(tiny_config), "--model_name", "nope", "--output_root", str(tmp_path)])
+    with pytest.raises(CheckpointError, match="--num_queries"):
+        test_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root", str(out),
+                        "--num_queries", "12"])
+    with pytest.raises(CheckpointError, match="--dec_layers"):
+        test_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root", str(out),
+                        "--dec_layers", "3"])
+
+
+def test_same_seed_gives_identical_metrics(trained, tiny_config, tmp_path):
+    out, first = trained
+    second = _train(tiny_config, tmp_path, "--save_result")
+    assert second["best"]["epoch"] == first["best"]["epoch"]
+    assert second["best"]["test"]["mAP_per_tiou"] == first["best"]["test"]["mAP_per_tiou"]
+    a = torch.load(out / "ckpt/Synthetic/last_tiny.pkl")
+    b = torch.load(tmp_path / "ckpt/Synthetic/last_tiny.pkl")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_kill_between_epochs_matches_an_uninterrupted_run(trained, tiny_config, tmp_path):
+    """Kill a training process once it has saved epoch 0's state, resume, compare with the full run."""
+    out, uninterrupted = trained
+    state_path = tmp_path / "ckpt/Synthetic/state_tiny.pt"
+    command = [sys.executable, "main.py", "--cfg_path", str(tiny_config), "--model_name", "tiny",
+               "--output_root", str(tmp_path), "--save_result"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
+    deadline = time.time() + 300
+    while not state_path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_epoch = torch.load(state_path, weights_only=False)["epoch"]
+    assert saved_epoch < 2, "the process finished before it could be killed"
+    resumed = _train(tiny_config, tmp_path, "--save_result", "--resume", str(state_path))
+    assert resumed["best"]["epoch"] == uninterrupted["best"]["epoch"]
+    assert resumed["best"]["test"]["mAP_per_tiou"] == uninterrupted["best"]["test"]["mAP_per_tiou"]
+    rows = (tmp_path / "results/excel/Synthetic/tiny_results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["0", "1", "2"][: len(rows)] and len(rows) >= 3 - saved_epoch
+
+
+def test_select_on_val_holds_out_seen_videos_and_reports_it(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    cfg.select_on = "val"
+    train_set = build_dataset(cfg, "train", check_features=False)
+    remaining, validation = split_validation(cfg, train_set)
+    train_videos = {remaining.videos[item.video].video_id for item in remaining.items}
+    val_videos = {validation.videos[item.video].video_id for item in validation.items}
+    assert train_videos and val_videos and not (train_videos & val_videos)
+    assert validation.classes == train_set.classes  # seen classes
+    _, again = split_validation(cfg, build_dataset(cfg, "train", check_features=False))
+    assert [i.name for i in again.items] == [i.name for i in validation.items]  # stable under the seed
+    result = _train(tiny_config, tmp_path, "--select_on", "val", "--epochs", "2")
+    assert "selected on held-out seen-class training videos" in (tmp_path / "logs/Synthetic/tiny.log").read_text()
+    assert result["best"]["test"] is not None
+
+
+def test_held_out_videos_is_seeded_and_bounded():
+    videos = [f"v{i}" for i in range(10)]
+    assert held_out_videos(videos, 0.2, 3) == held_out_videos(list(reversed(videos)), 0.2, 3)
+    assert len(held_out_videos(videos, 0.2, 3)) == 2 and len(held_out_videos(videos, 0.01, 3)) == 1
+    assert len({tuple(held_out_videos(videos, 0.2, seed)) for seed in range(5)}) > 1  # the seed matters
+    with pytest.raises(ValueError, match="val_fraction"):
+        held_out_videos(videos, 1.0, 0)

@@ -1,0 +1,127 @@
+"""Checkpoints: plain state_dicts (interchangeable with the authors' releases) and full training states.
+
+`best_/last_<model>.pkl` are plain `model.state_dict()` files exactly like the original's, so released
+checkpoints and ours load the same way. `state_<model>.pt` adds everything needed to resume a run.
+All files are written atomically: a kill mid-write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.io import atomic_torch_save
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or does not fit the model the flags build."""
+
+
+def save_state_dict(model: torch.nn.Module, path: str | Path) -> Path:
+    return atomic_torch_save(model.state_dict(), path)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_training_state(path: str | Path, **state: Any) -> Path:
+    """Full state for `--resume` (model, optimizer, scheduler, epoch, best metrics, RNG states, config)."""
+    return atomic_torch_save({**state, "rng": rng_states()}, path)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--resume: {path} does not exist (expected ckpt/<dataset>/state_<model_name>.pt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    missing = {"model", "optimizer", "scheduler", "epoch", "rng"} - set(state)
+    if missing:
+        raise CheckpointError(f"--resume: {path} is not a full training state (missing {sorted(missing)}); "
+                              "plain best_/last_*.pkl files hold weights only")
+    return state
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a plain state_dict saved on any device onto the CPU (CUDA checkpoints load without a GPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train first with main.py (same --model_name "
+                              "and --cfg_path) or pass --ckpt PATH")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a full training state: take its weights
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a state_dict")
+    return state
+
+
+# Parameter name pattern -> the flag that decides its presence or shape.
+_FLAG_HINTS = [
+    (r"^query_embed\.weight$", "--num_queries (first dim) / --hidden_dim / --enable_posPrior"),
+    (r"^transformer\.encoder\.layers\.(\d+)\.", "--enc_layers"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.", "--dec_layers"),
+    (r"^refine_decoder\.layers\.(\d+)\.", "--enable_refine / --refine_layer_num / --refine_cat_type"),
+    (r"^refine_decoder\.", "--enable_refine / --refine_cat_type"),
+    (r"^salient_head\.", "--salient_loss"),
+    (r"^backbone\.0\.layers\.(\d+)\.", "--backbone_layers"),
+    (r"^backbone\.1\.", "--position_embedding"),
+    (r"^actionness_embed\.", "--enable_classAgnostic / --actionness_loss"),
+    (r"^class_embed\.", "--target_type / --num_classes / --enable_classAgnostic"),
+    (r"^transformer\.decoder\.ref_point_head\.", "--enable_posPrior"),
+    (r"dim_feedforward|linear1|linear2", "--dim_feedforward"),
+]
+
+
+def _hint(name: str) -> str:
+    for pattern, flags in _FLAG_HINTS:
+        if re.search(pattern, name):
+            return flags
+    return "--hidden_dim"
+
+
+def describe_mismatch(model_state: dict[str, torch.Tensor], ckpt_state: dict[str, torch.Tensor]) -> str:
+    """Explain which keys/shapes differ and which flags probably differ between checkpoint and command."""
+    missing = [k for k in model_state if k not in ckpt_state]
+    unexpected = [k for k in ckpt_state if k not in model_state]
+    shapes = [(k, tuple(ckpt_state[k].shape), tuple(model_state[k].shape)) for k in model_state
+              if k in ckpt_state and tuple(ckpt_state[k].shape) != tuple(model_state[k].shape)]
+    lines, flags = [], []
+    for label, names in (("missing in the checkpoint", missing), ("not built by these flags", unexpected)):
+        if names:
+            lines.append(f"{len(names)} parameter(s) {label}, e.g. {', '.join(names[:4])}")
+            flags += [_hint(n) for n in names]
+    for name, have, want in shapes[:6]:
+        lines.append(f"shape of {name}: checkpoint {have} vs model {want}")
+    flags += [_hint(name) for name, _, _ in shapes]
+    if shapes and any(n.endswith("input_proj.weight") for n, _, _ in shapes):
+        flags.append("--hidden_dim")
+    unique_flags = list(dict.fromkeys(flags))
+    lines.append("flags that probably differ from the run that saved it: " + "; ".join(unique_flags))
+    return "\n  ".join(lines)
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Strict load of a plain or full-state checkpoint, with an explanation when it does not fit."""
+    ckpt_state = read_state_dict(path)
+    model_state = model.state_dict()
+    if set(model_state) != set(ckpt_state) or any(
+            tuple(model_state[k].shape) != tuple(ckpt_state[k].shape) for k in model_state):
+        raise CheckpointError(f"checkpoint {path} does not fit the model built by these flags:\n  "
+                              + describe_mismatch(model_state, ckpt_state))
+    model.load_state_dict(ckpt_state, strict=True)

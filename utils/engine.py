@@ -1,0 +1,123 @@
+"""One training epoch and one evaluation pass; used by main.py, test.py and the scripts."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils.evaluation import evaluate_detections
+
+
+class NonFiniteLossError(RuntimeError):
+    """The weighted loss became NaN or inf (the original aborts the run too)."""
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CPU, float16 on CUDA; a no-op when AMP is off."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_TARGET_TENSORS = ("segments", "labels", "semantic_labels", "salient_mask")
+
+
+def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    moved = []
+    for target in targets:
+        item = dict(target)
+        for key in _TARGET_TENSORS:
+            value = item.get(key)
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(value)
+            if isinstance(value, torch.Tensor):
+                item[key] = value.to(device, non_blocking=True)
+        moved.append(item)
+    return moved
+
+
+def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: torch.device, epoch: int,
+                    clip_max_norm: float = 0.0, amp: bool = False, log_every: int = 0, logger=None) -> dict:
+    """Train for one epoch; return the mean of every loss over iterations (weighted total as `loss`)."""
+    model.train()
+    criterion.train()
+    weight_dict = criterion.weight_dict
+    sums: dict[str, float] = defaultdict(float)
+    iterations = 0
+    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
+    for features, mask, targets in progress:
+        features = features.to(device, non_blocking=True)
+        mask = mask.to(device, non_blocking=True)
+        targets = targets_to_device(targets, device)
+        with autocast_context(device, amp):
+            outputs = model(features, mask, targets=targets)
+        losses = criterion(outputs, targets)
+        total = sum(losses[key] * weight for key, weight in weight_dict.items() if key in losses)
+        total_value = float(total.detach())
+        if not math.isfinite(total_value):
+            raise NonFiniteLossError(f"epoch {epoch} iteration {iterations}: loss is {total_value}; "
+                                     f"components: { {k: float(v) for k, v in losses.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if clip_max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
+        optimizer.step()
+
+        iterations += 1
+        sums["loss"] += total_value
+        for key, value in losses.items():
+            sums[key] += float(value.detach())
+        progress.set_postfix(loss=f"{total_value:.4f}")
+        if logger is not None and log_every and iterations % log_every == 0:
+            logger.info(f"epoch {epoch} iter {iterations}/{len(loader)} loss {total_value:.4f} " + " ".join(
+                f"{k} {float(v):.4f}" for k, v in losses.items()))
+    return {key: value / max(iterations, 1) for key, value in sums.items()}
+
+
+@torch.no_grad()
+def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Tensor, device: torch.device,
+            amp: bool = False, desc: str = "inference") -> list[dict]:
+    """Run the model over `loader`; return per-item detection records for `evaluate_detections`."""
+    model.eval()
+    text_embeddings = text_embeddings.to(device)
+    records = []
+    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        features = features.to(device, non_blocking=True)
+        mask = mask.to(device, non_blocking=True)
+        with autocast_context(device, amp):
+            outputs = model(features, mask, text_embeddings=text_embeddings)
+        outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+                   for key, value in outputs.items()}
+        durations = torch.tensor([float(t["video_duration"]) for t in targets], device=device)
+        for target, detections in zip(targets, postprocessor(outputs, durations)):
+            records.append({
+                "video_name": target["video_name"],
+                "src_video_name": target.get("src_video_name", target["video_name"]),
+                "time_offset": float(target.get("time_offset", 0.0) or 0.0),
+                "window": target.get("window"),
+                "feature_fps": target.get("feature_fps"),
+                "segments": detections["segments"].cpu().numpy(),
+                "scores": detections["scores"].cpu().numpy(),
+                "labels": detections["labels"].cpu().numpy(),
+            })
+    return records
+
+
+def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
+             device: torch.device, cfg, eval_videos: str | None = None, amp: bool = False,
+             records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
+    """Predict (unless `records` are given) and score; returns (metrics, merged detections, records)."""
+    if records is None:
+        records = predict(model, postprocessor, loader, text_embeddings, device, amp=amp)
+    window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
+        and not cfg.inference_entire
+    metrics, merged = evaluate_detections(
+        records, dataset.ground_truth, dataset.video_ids, dataset.classes, cfg.dataset_name,
+        eval_videos=eval_videos or cfg.eval_videos, window_fusion=window_fusion)
+    return metrics, merged, records

@@ -1,0 +1,58 @@
+"""Reporting metrics: console/log tables, the per-epoch CSV, TensorBoard scalars and result files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from utils.io import atomic_write_json, atomic_write_text
+
+AR_KEYS = ("AR@1", "AR@5", "AR@10", "AR@25", "AR@40", "AR@50", "AR@100")
+SUMMARY_AR_KEYS = ("AR@10", "AR@25", "AR@40")
+
+
+def metrics_table(metrics: dict, title: str = "", ar_keys=SUMMARY_AR_KEYS) -> str:
+    """Per-tIoU mAP, average mAP, AR@AN (in %), as an aligned text table."""
+    header = [f"mAP@{t:.2f}" for t in metrics["iou_range"]] + ["avg mAP"] + list(ar_keys)
+    values = [100 * v for v in metrics["mAP_per_tiou"]] + [100 * metrics["average_mAP"]]
+    values += [100 * metrics[key] for key in ar_keys]
+    widths = [max(len(h), 7) for h in header]
+    lines = [title] if title else []
+    lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    lines.append("  ".join(f"{v:.2f}".rjust(w) for v, w in zip(values, widths)))
+    return "\n".join(lines)
+
+
+def summary_block(best: dict, honest: dict | None, selection: str, epoch: int) -> str:
+    """The final summary: the selected epoch, how it was chosen, and the honest evaluation beside it."""
+    parts = [metrics_table(best, f"Selected epoch {epoch} ({selection}); eval_videos=gt (the original's protocol)")]
+    if honest is not None:
+        parts.append(metrics_table(honest, "Same epoch, eval_videos=all (detections on videos without "
+                                           "ground truth count as false positives)"))
+    return "\n".join(parts)
+
+
+def csv_row(epoch: int, metrics: dict) -> str:
+    """The original's CSV row: epoch, AP per tIoU, mAP, AR@1..AR@100, AUC (all x100, 6 decimals)."""
+    values = list(metrics["mAP_per_tiou"]) + [metrics["average_mAP"]] + [metrics[k] for k in AR_KEYS]
+    values.append(metrics["AUC"])
+    return ",".join([str(epoch)] + [f"{100 * v:.6f}" for v in values])
+
+
+def append_csv_row(path: Path, epoch: int, metrics: dict) -> None:
+    """Append atomically (rewrite the whole small file) so a kill never leaves a torn line."""
+    path = Path(path)
+    previous = path.read_text() if path.exists() else ""
+    atomic_write_text(path, previous + csv_row(epoch, metrics) + "\n")
+
+
+def write_metrics_json(path: Path, metrics: dict, **extra) -> Path:
+    return atomic_write_json(path, {**metrics, **extra}, indent=2)
+
+
+def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
+    if writer is None:
+        return
+    for tiou, value in zip(metrics["iou_range"], metrics["mAP_per_tiou"]):
+        writer.add_scalar(f"{prefix}/mAP@{tiou:.2f}", 100 * value, step)
+    writer.add_scalar(f"{prefix}/average_mAP", 100 * metrics["average_mAP"], step)
+    for key in AR_KEYS + ("AUC",):
+        writer.add_scalar(f"{prefix}/{key}", 100 * metrics[key], step)

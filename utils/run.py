@@ -1,0 +1,49 @@
+"""What main.py and test.py share: output paths, seeding, device, data loaders and text embeddings."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from datasets.collate import collate_batch
+from utils.logging import get_logger
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA); make cuDNN deterministic as the original does."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """The requested device; CUDA requested on a machine without it falls back to CPU with a clear message."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        get_logger().warning(f"--device {name} requested but CUDA is not available here: running on cpu")
+        return torch.device("cpu")
+    return device
+
+
+def make_loader(dataset, cfg, train: bool, generator: torch.Generator | None = None) -> DataLoader:
+    """Training: shuffled, last partial batch dropped (as the original); inference: in dataset order."""
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train,
+                      num_workers=cfg.num_workers, collate_fn=collate_batch, generator=generator,
+                      persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def text_embeddings_for(cfg, dataset, text_encoder, feature_dim: int) -> torch.Tensor:
+    """Class text embeddings of `dataset.classes`, checked against the feature dimension."""
+    from models.text_encoder import check_embedding_dim
+
+    embeddings = text_encoder.encode(dataset.classes, dataset.descriptions)
+    source = cfg.text_embeddings or cfg.CLIP_model_name
+    check_embedding_dim(embeddings, feature_dim, source)
+    return embeddings
