@@ -184,3 +184,31 @@ def test_held_out_videos_is_seeded_and_bounded():
     assert len({tuple(held_out_videos(videos, 0.2, seed)) for seed in range(5)}) > 1  # the seed matters
     with pytest.raises(ValueError, match="val_fraction"):
         held_out_videos(videos, 1.0, 0)
+
+
+def test_zero_map_first_evaluation_does_not_crash(tiny_config, tmp_path, monkeypatch):
+    """The original raised KeyError when no evaluation ever beat 0 mAP; here epoch 0 becomes the best."""
+    real_evaluate = train_main.evaluate
+
+    def zero_evaluate(*args, **kwargs):
+        metrics, merged, records = real_evaluate(*args, **kwargs)
+        zeroed = {**metrics, "average_mAP": 0.0, "mAP_per_tiou": [0.0] * len(metrics["mAP_per_tiou"])}
+        return zeroed, merged, records
+
+    monkeypatch.setattr(train_main, "evaluate", zero_evaluate)
+    result = _train(tiny_config, tmp_path, "--epochs", "2")
+    assert result["best"]["epoch"] == 0 and result["best"]["test"]["average_mAP"] == 0.0
+    assert (tmp_path / "ckpt/Synthetic/best_tiny.pkl").is_file()
+
+
+def test_cuda_request_without_cuda_falls_back_with_a_message(caplog):
+    from utils.run import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the fallback path is not taken")
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="gap"):
+        logging.getLogger("gap").propagate = True
+        assert resolve_device("cuda").type == "cpu"
+    assert "CUDA is not available" in caplog.text

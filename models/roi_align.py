@@ -1,0 +1,151 @@
+"""1-D RoI align over snippet features (SPEC §5.11) and CLIP-similarity scoring of proposals (§5.10).
+
+`roi_align_1d` calls `torchvision.ops.roi_align(aligned=False, sampling_ratio=-1)` on the features viewed as
+a `[B, C, 1, T]` map, as the original does. Along time that operation is a fixed linear interpolation of
+feature rows; `roi_align_weights` builds it as a matrix `A [B, Q, S, T]` (RoI features = `A @ features`,
+equal to torchvision up to float rounding, see tests/test_roi_align.py). Because pooling is linear, a
+projection of the RoI features equals the pooling of the projected features (`(A X) W = A (X W)`), which
+the rectifier uses in training to project T rows instead of Q*S rows.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from utils.segment_ops import cw_to_t1t2
+
+# Added to every feature value (padding included) before the classification RoI align, not before the
+# rectifier's (SPEC §12 quirk 28).
+CLASSIFICATION_FEATURE_OFFSET = 1e-4
+
+
+def roi_windows(boxes: Tensor, lengths: Tensor) -> Tensor:
+    """Normalised (center, width) `[B, Q, 2]` -> (x1, x2) in snippet units of each sample's valid length,
+    clamped to [0, Tv]."""
+    valid = lengths.to(torch.float32)[:, None, None]
+    windows = cw_to_t1t2(boxes.float()) * valid
+    return torch.minimum(windows.clamp(min=0), valid)
+
+
+def roi_align_weights(boxes: Tensor, lengths: Tensor, num_bins: int, length: int) -> Tensor:
+    """Interpolation matrix of torchvision's RoI align for 1-D RoIs -> `A [B, Q, num_bins, length]` (float32).
+
+    `boxes [B, Q, 2]` normalised (center, width), `lengths [B]` valid snippets per sample, `length` = T (the
+    padded length). Per bin: `g = ceil(W / S)` sample points, `W = max(x2 - x1, 1)`, each a linear
+    interpolation between rows floor(x) and floor(x) + 1 (row T-1 at the end); the bin is their mean.
+    Boundaries use T, not Tv (quirk 27): a point in (Tv-1, Tv] of a padded sample reads padding row Tv, and
+    a window narrower than one snippet is widened to the right, so a window clamped to [Tv, Tv] reads rows
+    Tv and Tv+1; a point beyond T reads nothing (such a bin's weights sum to less than 1).
+    Constant with respect to `boxes` (the original detaches the RoIs).
+    """
+    boxes = boxes.detach()
+    batch, queries = boxes.shape[:2]
+    device = boxes.device
+    windows = roi_windows(boxes, lengths)
+    start = windows[..., 0]
+    width = (windows[..., 1] - start).clamp(min=1.0)  # aligned=False widens RoIs narrower than one row
+    bin_size = width / num_bins
+    grid = torch.ceil(width / num_bins)  # sample points per bin (sampling_ratio=-1), >= 1
+    max_grid = max(1, math.ceil(max(length, 1) / num_bins))  # W <= T bounds the grid; no host sync
+
+    bins = torch.arange(num_bins, device=device, dtype=torch.float32)
+    points = torch.arange(max_grid, device=device, dtype=torch.float32)
+    # x = x1 + p * bin + (i + 0.5) * bin / g, evaluated in torchvision's float32 order
+    x = (start[..., None, None] + bins[:, None] * bin_size[..., None, None]
+         + (points + 0.5) * bin_size[..., None, None] / grid[..., None, None])
+    # only the first g points of each bin count; a point beyond T reads nothing (x >= x1 >= 0 > -1 always)
+    used = (points < grid[..., None, None]) & (x <= length)
+    x = x.clamp(min=0)
+    low = x.floor()
+    at_end = low >= length - 1
+    low = torch.where(at_end, torch.full_like(low, length - 1), low)
+    frac = torch.where(at_end, torch.zeros_like(x), x - low)
+    high = torch.where(at_end, low, low + 1)
+    scale = used / grid[..., None, None]  # [B, Q, S, G]
+    weights = torch.zeros(batch, queries, num_bins, length, device=device, dtype=torch.float32)
+    weights.scatter_add_(-1, low.long(), (1 - frac) * scale)
+    weights.scatter_add_(-1, high.long(), frac * scale)
+    return weights
+
+
+def roi_align_1d(features: Tensor, boxes: Tensor, lengths: Tensor, num_bins: int) -> Tensor:
+    """RoI features `[B, Q, S, C]` of `features [B, T, C]` for normalised (center, width) boxes (no gradient
+    to the boxes). Calls torchvision's kernel exactly as the original does (bit-identical)."""
+    batch, queries = boxes.shape[:2]
+    windows = roi_windows(boxes.detach(), lengths).to(features.dtype)
+    zeros = windows.new_zeros(batch, queries, 1)
+    index = torch.arange(batch, device=boxes.device, dtype=features.dtype)
+    index = index[:, None, None].expand(-1, queries, 1)
+    rois = torch.cat((index, windows[..., :1], zeros, windows[..., 1:], zeros), dim=-1).flatten(0, 1)
+    pooled = roi_align(features.transpose(1, 2).unsqueeze(2), rois, output_size=(1, num_bins),
+                       spatial_scale=1.0, sampling_ratio=-1, aligned=False)  # [B*Q, C, 1, S]
+    return pooled.view(batch, queries, -1, num_bins).transpose(2, 3)
+
+
+class ProposalScorer(nn.Module):
+    """Training-free class logits of proposals: RoI-pooled raw CLIP features vs class text embeddings.
+
+    `before_pred` pools the S bins then compares; `after_pred` compares every bin and averages the logits.
+    With `norm_embed` both sides are L2-normalised (cosine); the scale is `exp(logit_scale)` with
+    `exp_logit_scale`, else `logit_scale` itself.
+    """
+
+    POOLINGS = ("average", "max", "center1", "sparse", "slow_fast", "self_attention")
+
+    def __init__(self, num_bins: int = 16, pooling: str = "average", strategy: str = "before_pred",
+                 norm_embed: bool = True, exp_logit_scale: bool = True):
+        super().__init__()
+        if pooling not in self.POOLINGS:
+            raise NotImplementedError(f"pooling_type {pooling!r} is not supported "
+                                      f"(supported: {self.POOLINGS})")
+        if strategy not in ("before_pred", "after_pred"):
+            raise ValueError(f"ROIalign_strategy: expected before_pred or after_pred, got {strategy!r}")
+        if strategy == "after_pred" and pooling != "average":
+            raise NotImplementedError("ROIalign_strategy after_pred is supported with pooling_type "
+                                      "average only")
+        self.num_bins = num_bins
+        self.pooling = pooling
+        self.strategy = strategy
+        self.norm_embed = norm_embed
+        self.exp_logit_scale = exp_logit_scale
+
+    def pool(self, roi: Tensor) -> Tensor:
+        """`[B, Q, S, C]` -> `[B, Q, C]`."""
+        if self.pooling == "average":
+            return roi.mean(dim=2)
+        if self.pooling == "max":
+            return roi.max(dim=2).values
+        if self.pooling == "center1":
+            return roi[:, :, self.num_bins // 2]
+        if self.pooling == "sparse":
+            return roi[:, :, ::4].mean(dim=2)
+        if self.pooling == "slow_fast":
+            return (roi.mean(dim=2) + roi[:, :, ::4].mean(dim=2)) / 2
+        # self_attention: parameter-free softmax(R R^T) R over the bins, then the mean
+        attn = torch.matmul(roi, roi.transpose(-1, -2)).softmax(dim=-1)
+        return torch.matmul(attn, roi).mean(dim=2)
+
+    def similarity(self, visual: Tensor, text: Tensor, scale: Tensor) -> Tensor:
+        if self.norm_embed:
+            visual = F.normalize(visual, dim=-1, eps=0.0)
+            text = F.normalize(text, dim=-1, eps=0.0)
+        return scale * torch.matmul(visual, text.t())
+
+    def forward(self, features: Tensor, boxes: Tensor, lengths: Tensor, text_embeddings: Tensor,
+                logit_scale: Tensor) -> Tensor:
+        """`features [B, T, C]` raw CLIP, `boxes [B, Q, 2]`, `text_embeddings [N, C]` -> `[B, Q, N]`
+        (float32)."""
+        if text_embeddings.dim() != 2 or text_embeddings.shape[1] != features.shape[-1]:
+            raise ValueError(f"text_embeddings: expected [N, {features.shape[-1]}] (the feature width), got "
+                             f"{tuple(text_embeddings.shape)}")
+        features = features.float() + CLASSIFICATION_FEATURE_OFFSET
+        roi = roi_align_1d(features, boxes.float(), lengths, self.num_bins)
+        scale = logit_scale.float().exp() if self.exp_logit_scale else logit_scale.float()
+        text = text_embeddings.float()
+        if self.strategy == "after_pred":
+            return self.similarity(roi, text, scale).mean(dim=2)
+        return self.similarity(self.pool(roi), text, scale)

@@ -1,0 +1,131 @@
+"""Time one training iteration (forward + losses + backward) of the full-size model.
+
+    python scripts/bench_model.py                 # THUMOS14 headline shape, float32 and --amp, CPU (+ CUDA)
+    python scripts/bench_model.py --dataset anet  # ActivityNet headline shape (T=300, Q=30, dec 2, backbone)
+    python scripts/bench_model.py --iters 5 --devices cpu --modes fp32
+
+Shape (THUMOS14 headline): batch 16, 128 snippets, 512-d, 40 queries, 2 encoder / 5 decoder layers, refine,
+salient head, dropout 0.1, train mode. The FLOP count of one iteration is measured with
+torch.utils.flop_counter (matrix products, convolutions, attention) and divided by the median time.
+`--amp` = bfloat16 autocast on CPU, float16 (or --cuda_dtype bfloat16) on CUDA; losses in float32.
+Other processes on the machine change the numbers: the load average is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model  # noqa: E402
+from utils.config import default_config  # noqa: E402
+
+HEADLINE = HEADLINE_MODEL_FLAGS
+LENGTH = {"thumos14": 128, "anet": 300}
+
+
+def synthetic_batch(batch: int, length: int, channels: int, device: torch.device, seed: int = 0):
+    """Random features and 1-3 random segments per item (with salient masks), a few items padded."""
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(batch, length, channels, generator=gen)
+    lengths = torch.full((batch,), length)
+    lengths[-2:] = torch.tensor([length * 3 // 4, length // 2])
+    mask = torch.arange(length)[None] >= lengths[:, None]
+    features = features.masked_fill(mask[..., None], 0.0)
+    targets = []
+    for b in range(batch):
+        n = int(torch.randint(1, 4, (1,), generator=gen))
+        start = torch.rand(n, generator=gen) * 0.7
+        width = 0.05 + torch.rand(n, generator=gen) * 0.25
+        segments = torch.stack((start + width / 2, width), dim=1)
+        steps = torch.arange(int(lengths[b])) / float(lengths[b])
+        salient_mask = ~((steps[None] >= start[:, None]) & (steps[None] <= (start + width)[:, None]))
+        targets.append({"segments": segments.to(device),
+                        "labels": torch.zeros(n, dtype=torch.int64, device=device),
+                        "salient_mask": salient_mask.to(device)})
+    return features.to(device), mask.to(device), targets
+
+
+def autocast(device: torch.device, amp: bool, cuda_dtype: torch.dtype):
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=cuda_dtype if device.type == "cuda" else torch.bfloat16)
+
+
+def iteration(model, criterion, batch, device, amp, cuda_dtype):
+    features, mask, targets = batch
+    with autocast(device, amp, cuda_dtype):
+        outputs = model(features, mask, targets=targets)
+    losses = criterion(outputs, targets)
+    total = criterion.weighted_total(losses)
+    model.zero_grad(set_to_none=True)
+    total.backward()
+    return total
+
+
+def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int, cuda_dtype: torch.dtype,
+          batch_size: int) -> dict:
+    torch.manual_seed(0)
+    cfg = default_config(**HEADLINE[dataset])
+    model = build_model(cfg).to(device).train()
+    criterion = build_criterion(cfg)
+    batch = synthetic_batch(batch_size, LENGTH[dataset], cfg.hidden_dim, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with FlopCounterMode(display=False) as counter:
+        iteration(model, criterion, batch, device, amp, cuda_dtype)
+    flops = counter.get_total_flops()
+    for _ in range(warmup):
+        iteration(model, criterion, batch, device, amp, cuda_dtype)
+    times = []
+    for _ in range(iters):
+        sync()
+        start = time.perf_counter()
+        iteration(model, criterion, batch, device, amp, cuda_dtype)
+        sync()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"median": median, "min": min(times), "gflop": flops / 1e9, "gflops": flops / 1e9 / median}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(HEADLINE), default="thumos14")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", choices=("fp32", "amp"), default=["fp32", "amp"])
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--cuda_dtype", choices=("float16", "bfloat16"), default="float16")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.2f}, "
+          f"{args.dataset} shape: batch {args.batch_size}, T {LENGTH[args.dataset]}")
+    for device_name in devices:
+        device = torch.device(device_name)
+        label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        for mode in args.modes:
+            amp = mode == "amp"
+            result = bench(args.dataset, device, amp, args.iters, args.warmup,
+                           getattr(torch, args.cuda_dtype), args.batch_size)
+            precision = "float32" if not amp else ("bfloat16" if device.type == "cpu" else args.cuda_dtype)
+            print(f"{label:>10} {precision:>9}: {result['median']:.3f} s/iter (min {result['min']:.3f}), "
+                  f"{result['gflop']:.1f} GFLOP/iter, {result['gflops']:.1f} GFLOP/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
