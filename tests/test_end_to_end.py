@@ -212,3 +212,12 @@ def test_cuda_request_without_cuda_falls_back_with_a_message(caplog):
         logging.getLogger("gap").propagate = True
         assert resolve_device("cuda").type == "cpu"
     assert "CUDA is not available" in caplog.text
+
+
+def test_filter_threshold_drops_low_scoring_detections(trained, tiny_config):
+    out, _ = trained
+    test_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root", str(out),
+                    "--save_result", "--filter_threshold", "0.05"])
+    results = json.loads((out / "results/Synthetic/tiny/detection_test_-1_raw.json").read_text())["results"]
+    scores = [d["score"] for dets in results.values() for d in dets]
+    assert scores and min(scores) >= 0.05

@@ -82,8 +82,11 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
 
 @torch.no_grad()
 def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Tensor, device: torch.device,
-            amp: bool = False, desc: str = "inference") -> list[dict]:
-    """Run the model over `loader`; return per-item detection records for `evaluate_detections`."""
+            amp: bool = False, desc: str = "inference", filter_threshold: float = 0.0) -> list[dict]:
+    """Run the model over `loader`; return per-item detection records for `evaluate_detections`.
+
+    `filter_threshold > 0` drops detections scoring below it (the original's `--filter_threshold`; 0 = off).
+    """
     model.eval()
     text_embeddings = text_embeddings.to(device)
     records = []
@@ -96,6 +99,9 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
                    for key, value in outputs.items()}
         durations = torch.tensor([float(t["video_duration"]) for t in targets], device=device)
         for target, detections in zip(targets, postprocessor(outputs, durations)):
+            if filter_threshold > 0:
+                keep = detections["scores"] >= filter_threshold
+                detections = {key: value[keep] for key, value in detections.items()}
             records.append({
                 "video_name": target["video_name"],
                 "src_video_name": target.get("src_video_name", target["video_name"]),
@@ -114,7 +120,8 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
              records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
     """Predict (unless `records` are given) and score; returns (metrics, merged detections, records)."""
     if records is None:
-        records = predict(model, postprocessor, loader, text_embeddings, device, amp=amp)
+        records = predict(model, postprocessor, loader, text_embeddings, device, amp=amp,
+                          filter_threshold=cfg.filter_threshold)
     window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
         and not cfg.inference_entire
     metrics, merged = evaluate_detections(
