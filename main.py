@@ -14,14 +14,34 @@ from tqdm import trange
 from datasets import build_dataset
 from models.build import build_criterion, build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
-from utils.checkpoint import load_training_state, restore_rng_states, save_state_dict, save_training_state
-from utils.config import config_notes, config_to_dict, dump_config, get_args_parser, parse_config
+from utils.checkpoint import (
+    load_training_state,
+    read_state_dict,
+    restore_rng_states,
+    save_state_dict,
+    save_training_state,
+)
+from utils.config import (
+    config_differences,
+    config_notes,
+    config_to_dict,
+    dump_config,
+    get_args_parser,
+    parse_config,
+)
 from utils.engine import evaluate, train_one_epoch
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
 from utils.paths import run_paths
-from utils.report import append_csv_row, log_scalars, metrics_table, summary_block, write_metrics_json
+from utils.report import (
+    append_csv_row,
+    log_scalars,
+    metrics_table,
+    summary_block,
+    truncate_csv,
+    write_metrics_json,
+)
 from utils.run import (
     make_loader,
     resolve_device,
@@ -69,6 +89,7 @@ def main(argv=None) -> dict:
     feature_dim = test_set.feature_dim
     test_text = text_embeddings_for(cfg, test_set, text_encoder, feature_dim)
     val_text = text_embeddings_for(cfg, val_set, text_encoder, feature_dim) if val_set is not None else None
+    train_text = text_embeddings_for(cfg, train_set, text_encoder, feature_dim) if cfg.train_interval != -1 else None
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
@@ -89,13 +110,21 @@ def main(argv=None) -> dict:
         restore_rng_states(state["rng"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch}")
+        differing = config_differences(state.get("config", {}), cfg)
+        if differing:
+            logger.warning("resuming with flags that differ from the saved run (saved -> now): " + "; ".join(
+                f"{key} {old!r} -> {new!r}" for key, (old, new) in differing.items()))
+        dropped = truncate_csv(paths.csv, state["epoch"])
+        if dropped:
+            logger.info(f"dropped {dropped} CSV row(s) of epochs after {state['epoch']} (the kill came before "
+                        "their state was saved; they are evaluated again)")
 
     writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
     selection = SELECTION_LABELS[cfg.select_on]
     for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
                         dynamic_ncols=True):
         losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
-                                 cfg.clip_max_norm, amp=cfg.amp)
+                                 cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
         scheduler.step()
         for key, value in losses.items():
@@ -104,6 +133,13 @@ def main(argv=None) -> dict:
         save_state_dict(model, paths.last)
 
         entry = {"epoch": epoch, "losses": losses}
+        if cfg.train_interval != -1 and epoch % cfg.train_interval == 0:
+            # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
+            train_metrics, _, _ = evaluate(model, postprocessor, make_loader(train_set, cfg, train=False),
+                                           train_set, train_text, device, cfg, amp=cfg.amp)
+            entry["train_eval"] = train_metrics
+            log_scalars(writer, "train_eval", train_metrics, epoch)
+            logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
         if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
             entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
                                         device, paths, writer, logger))
@@ -115,32 +151,52 @@ def main(argv=None) -> dict:
             logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
         score = selection_score(cfg.select_on, entry)
         if score is not None and (best is None or score > best["score"]):
-            best = {"score": score, "epoch": epoch, "test": entry.get("test"), "test_all": entry.get("test_all")}
+            best = {"score": score, "epoch": epoch, "test": entry.get("test"),
+                    "test_other": entry.get("test_other")}
             save_state_dict(model, paths.best)
             logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
+        if best is not None:
+            score_text = "" if cfg.select_on == "last" else f", {cfg.select_on} average mAP {100 * best['score']:.2f}"
+            logger.info(f"best so far: epoch {best['epoch']}{score_text}")
         history.append(entry)
         save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), epoch=epoch, best=best, history=history,
                             shuffle_generator=shuffle_generator.get_state(), config=config_to_dict(cfg))
+    if best is not None and best.get("test") is None and paths.best.is_file():
+        # val/last selection chose an epoch without a test evaluation (test_interval > 1 or -1): evaluate it now
+        logger.info(f"evaluating the selected epoch {best['epoch']} ({paths.best}) on the test set")
+        model.load_state_dict(read_state_dict(paths.best))
+        best = {**best, **evaluate_selected(cfg, model, postprocessor, test_loader, test_set, test_text, device)[0]}
     writer.close()
     return finish(cfg, best, selection, paths, logger)
 
 
 def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, device, paths, writer, logger):
-    """Evaluate on the unseen classes with the original protocol and the honest one; record everything."""
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
-    honest, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg, eval_videos="all",
-                            records=records)
-    logger.info(metrics_table(metrics, f"epoch {epoch} test (unseen classes, eval_videos=gt)"))
-    logger.info(f"epoch {epoch} test eval_videos=all: average mAP {100 * honest['average_mAP']:.2f}")
-    log_scalars(writer, "test", metrics, epoch)
-    log_scalars(writer, "test_all_videos", honest, epoch)
-    append_csv_row(paths.csv, epoch, metrics)
+    """Evaluate on the unseen classes (both protocols) and record everything of this epoch."""
+    result, merged = evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device)
+    other = other_protocol(cfg.eval_videos)
+    logger.info(metrics_table(result["test"], f"epoch {epoch} test (unseen classes, eval_videos={cfg.eval_videos})"))
+    logger.info(f"epoch {epoch} test eval_videos={other}: average mAP {100 * result['test_other']['average_mAP']:.2f}")
+    log_scalars(writer, f"test_eval_videos_{cfg.eval_videos}", result["test"], epoch)
+    log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
+    append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
         subset = "val" if cfg.dataset_name == "ActivityNet13" else "test"
         atomic_write_json(paths.results_dir / f"detection_{subset}_{epoch}_raw.json",
                           results_json(merged, dataset.classes))
-    return {"test": metrics, "test_all": honest}
+    return result
+
+
+def other_protocol(eval_videos: str) -> str:
+    return "all" if eval_videos == "gt" else "gt"
+
+
+def evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device) -> tuple[dict, dict]:
+    """Test-set metrics under `--eval_videos` and under the other protocol, from the same detections."""
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
+    other, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg,
+                           eval_videos=other_protocol(cfg.eval_videos), records=records)
+    return {"test": metrics, "test_other": other}, merged
 
 
 def selection_score(select_on: str, entry: dict) -> float | None:
@@ -155,9 +211,10 @@ def finish(cfg, best, selection, paths, logger) -> dict:
     if best is None or best.get("test") is None:
         logger.info("no test evaluation was run (test_interval -1 or no epoch): nothing to summarise")
         return {"best": best}
-    logger.info("\n" + summary_block(best["test"], best["test_all"], selection, best["epoch"]))
+    logger.info("\n" + summary_block(best["test"], best["test_other"], selection, best["epoch"], cfg.eval_videos))
+    other_key = f"eval_videos_{other_protocol(cfg.eval_videos)}"
     write_metrics_json(paths.results_dir / "best_metrics.json", best["test"], epoch=best["epoch"],
-                       selection=cfg.select_on, eval_videos_all=best["test_all"])
+                       selection=cfg.select_on, **{other_key: best["test_other"]})
     if not math.isfinite(best["test"]["average_mAP"]):
         logger.warning("the selected epoch has a non-finite mAP")
     return {"best": best}

@@ -228,5 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """`main` for the command line: errors a user can fix are printed as one line (exit status 1)."""
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

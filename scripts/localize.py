@@ -8,9 +8,10 @@ Steps: CLIP image features per snippet of `--feature_stride` frames (as scripts/
 training run, e.g. the `*_config.yaml` that main.py saves beside its log), class text embeddings of the
 given classes ("a video of a person doing {class}" unless `--raw_prompts`; or `--text_embeddings`), then:
 - THUMOS14-style configs: sliding windows of `slice_size` snippets overlapping by `inference_slice_overlap`,
-  merged with the evaluation's cross-window NMS; ActivityNet-style configs (`rescale_length` > 0): the whole
-  video resampled to `rescale_length` snippets, as in evaluation;
-- optional per-class NMS over the whole video (`--nms_threshold`, default 0.5; 0 keeps the raw output).
+  merged with the evaluation's cross-window NMS; ActivityNet13 configs: the whole video resampled to
+  `rescale_length` snippets (0: kept as is), as in evaluation;
+- optional per-class NMS over the whole video (`--nms_threshold`, default 0.5; 0 keeps the fused output, minus
+  the exact duplicates that the fusion can emit).
 Writes `<out_dir>/<video>_detections.json` (ActivityNet results format, times in seconds) and
 `<out_dir>/<video>_timeline.png`, and prints the top detections.
 """
@@ -47,7 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help="encode the class names as given instead of 'a video of a person doing {class}'")
     group.add_argument("--nms_threshold", type=float, default=0.5,
                        help="per-class NMS over the whole video (tIoU above which the lower-scored detection "
-                            "is dropped); 0 = off, the raw output as scored in evaluation")
+                            "is dropped); 0 = off: the output as fused in evaluation, exact duplicates removed")
     group.add_argument("--top", type=int, default=10, help="detections printed and labelled on the timeline")
     group.add_argument("--reduce", default="mean", choices=REDUCTIONS, help="frame pooling inside a snippet "
                        "(must match how the checkpoint's training features were extracted)")
@@ -89,8 +90,8 @@ def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tenso
     if length < 2:
         raise ValueError(f"{cfg.video}: {length} snippet(s) of {cfg.feature_stride} frames; localization needs >= 2")
     tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    rescale = int(getattr(cfg, "rescale_length", 0) or 0)
-    if cfg.dataset_name == "ActivityNet13" or rescale > 0:
+    if cfg.dataset_name == "ActivityNet13":  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
+        rescale = int(getattr(cfg, "rescale_length", 0) or 0)
         item = rescale_features(tensor, rescale) if rescale else tensor
         return [(item, {"video_duration": float(info["snippet_duration"]), "time_offset": 0.0, "window": None,
                         "feature_fps": None})]
@@ -253,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     vid = video_id(cfg.video)
 
+    # The detector first: a checkpoint that does not fit the flags fails before any video is decoded.
+    model = build_model(cfg)
+    load_model_weights(model, cfg.ckpt)
+    model.to(device)
+
     descriptions = None
     if cfg.target_type == "description" and not cfg.text_embeddings:
         from datasets.annotations import load_descriptions
@@ -260,16 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         descriptions = load_descriptions(cfg.description_file_path, required=True)
     text_encoder = build_text_encoder(cfg)
     text_embeddings = text_encoder.encode(classes, descriptions)
+    # the model compares text with features of width hidden_dim (checked against the video below)
+    check_embedding_dim(text_embeddings, cfg.hidden_dim, text_encoder.source)
 
     features, info = video_features(cfg, out_dir)
-    check_embedding_dim(text_embeddings, features.shape[1], text_encoder.source)
     if features.shape[1] != cfg.hidden_dim:
         raise SystemExit(f"features of {cfg.video} have {features.shape[1]} channels but the model's hidden_dim is "
                          f"{cfg.hidden_dim}: use the CLIP model the checkpoint was trained with")
 
-    model = build_model(cfg)
-    load_model_weights(model, cfg.ckpt)
-    model.to(device)
     items = model_items(features, info, cfg)
     detections = detect(model, build_postprocessor(cfg), items, text_embeddings, device, int(cfg.batch_size))
     segments, scores, labels = merge_detections(*detections, items, cfg.nms_threshold)
@@ -286,5 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """`main` for the command line: errors a user can fix are printed as one line (exit status 1)."""
+    from utils.checkpoint import CheckpointError
+    from utils.video import VideoDecodeError
+
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError, CheckpointError, VideoDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -6,8 +6,10 @@
 For each split id it runs `main.py` (training, with `--select_on` choosing the epoch) and then `test.py`
 on the selected checkpoint, as separate processes, each named `<model_name>_split<id>`. A split whose
 `test_metrics.json` exists is finished and is not run again, so an interrupted protocol resumes by running
-the same command. The table (Markdown + CSV, one row per split, then mean and standard deviation) and a
-plot of per-split average mAP go to `results/<dataset>/<model_name>_splits/`.
+the same command; a split whose training was interrupted continues from its last saved epoch
+(`main.py --resume ckpt/<dataset>/state_<model_name>_split<id>.pt`). The table (Markdown + CSV, one row
+per split, then mean and standard deviation) and a plot of per-split average mAP go to
+`results/<dataset>/<model_name>_splits/`.
 """
 from __future__ import annotations
 
@@ -58,13 +60,21 @@ def split_model_name(model_name: str, split_id: int) -> str:
     return f"{model_name}_split{split_id}"
 
 
+def split_paths(output_root: str, dataset: str, model_name: str, split_id: int) -> RunPaths:
+    return RunPaths(Path(output_root), dataset, split_model_name(model_name, split_id))
+
+
 def metrics_path(output_root: str, dataset: str, model_name: str, split_id: int) -> Path:
-    return RunPaths(Path(output_root), dataset, split_model_name(model_name, split_id)).results_dir / \
-        "test_metrics.json"
+    return split_paths(output_root, dataset, model_name, split_id).results_dir / "test_metrics.json"
 
 
-def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_file: Path, log_dir: Path) -> Path:
-    """Train then test one split in subprocesses; skipped when its metrics file already exists."""
+def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_file: Path, log_dir: Path,
+                  state_file: Path | None = None) -> Path:
+    """Train then test one split in subprocesses; skipped when its metrics file already exists.
+
+    When `state_file` (the split's full training state) exists, training resumes from it instead of
+    starting over (an interrupted protocol loses at most one epoch per split).
+    """
     if done_file.exists():
         print(f"split {split_id}: finished earlier ({done_file}), skipped")
         return done_file
@@ -72,10 +82,14 @@ def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_f
     common = passthrough + ["--split_id", str(split_id), "--model_name", name]
     log_dir.mkdir(parents=True, exist_ok=True)
     for script in ("main.py", "test.py"):
+        extra = []
+        if script == "main.py" and state_file is not None and state_file.is_file() and "--resume" not in common:
+            extra = ["--resume", str(state_file)]
+            print(f"split {split_id}: resuming training from {state_file}")
         log_path = log_dir / f"{name}_{script.replace('.py', '')}.out"
         print(f"split {split_id}: running {script} (output in {log_path})")
-        with open(log_path, "w") as log:
-            result = subprocess.run([sys.executable, str(REPO_ROOT / script)] + common, stdout=log,
+        with open(log_path, "a" if extra else "w") as log:
+            result = subprocess.run([sys.executable, str(REPO_ROOT / script)] + common + extra, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=Path.cwd())
         if result.returncode != 0:
             raise RuntimeError(f"split {split_id}: {script} failed with exit code {result.returncode}; "
@@ -169,14 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = Path(cfg.output_root) / "results" / cfg.dataset_name / f"{cfg.model_name}_splits"
     done = {i: metrics_path(cfg.output_root, cfg.dataset_name, cfg.model_name, i) for i in own_args.split_ids}
     with ThreadPoolExecutor(max_workers=own_args.jobs) as pool:
-        futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, done[i], out_dir / "logs")
+        futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, done[i], out_dir / "logs",
+                                  split_paths(cfg.output_root, cfg.dataset_name, cfg.model_name, i).state)
                    for i in own_args.split_ids}
         failures = {}
         for split_id, future in futures.items():
             try:
                 future.result()
-            except RuntimeError as error:
-                failures[split_id] = str(error)
+            except Exception as error:  # noqa: BLE001 - one failed split must not lose the others' table
+                failures[split_id] = f"{type(error).__name__}: {error}"
     finished = {i: json.loads(path.read_text()) for i, path in done.items() if path.exists()}
     if not finished:
         raise SystemExit("no split finished: " + "; ".join(failures.values()))

@@ -182,3 +182,15 @@ def test_training_videos_cut_like_inference_and_restricted(tiny):
     assert rest[0][1]["src_video_name"] == "v_short" and len(ds) == 5   # the original is untouched
     with pytest.raises(ValueError, match="not videos of this dataset"):
         ds.restrict(["t_a"])
+
+
+def test_features_are_memory_mapped_and_windows_sliced(tiny, monkeypatch):
+    ds = dataset(tiny, "inference")
+    calls = []
+    real_load = np.load
+    monkeypatch.setattr("datasets.base.np.load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    features, _ = ds[1]                              # window [96, 199] of t_a
+    assert calls == [{"mmap_mode": "r"}]
+    assert isinstance(ds._open(ds.feature_file("t_a"), ds.item_video(1)), np.memmap)
+    assert features.shape == (104, 4) and features.is_contiguous()
+    assert not isinstance(features.numpy(), np.memmap)   # a float32 copy of the window's rows only

@@ -89,6 +89,8 @@ def test_training_writes_every_artifact(trained):
     assert state["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "config"} <= set(state)
     log = (out / "logs/Synthetic/tiny.log").read_text()
     assert "epoch 2 train losses" in log and "selected on the TEST set" in log
+    assert "epoch 0 iter 1/" in log and "| scaled loss_bbox" in log  # per-iteration losses, as the original
+    assert f"best so far: epoch {result['best']['epoch']}" in log
     assert load_config(out / "logs/Synthetic/tiny_config.yaml").hidden_dim == 32
     rows = (out / "results/excel/Synthetic/tiny_results.csv").read_text().splitlines()
     assert len(rows) == 3 and all(len(row.split(",")) == 1 + 5 + 1 + 7 + 1 for row in rows)
@@ -154,11 +156,17 @@ def test_resume_after_a_kill_between_epochs_matches_an_uninterrupted_run(trained
     process.wait()
     saved_epoch = torch.load(state_path, weights_only=False)["epoch"]
     assert saved_epoch < 2, "the process finished before it could be killed"
+    # as if the kill had come after the next epoch's CSV row but before its state: the row must not double
+    csv_path = tmp_path / "results/excel/Synthetic/tiny_results.csv"
+    with open(csv_path, "a") as handle:
+        handle.write(f"{saved_epoch + 1},1,2,3\n")
     resumed = _train(tiny_config, tmp_path, "--save_result", "--resume", str(state_path))
     assert resumed["best"]["epoch"] == uninterrupted["best"]["epoch"]
     assert resumed["best"]["test"]["mAP_per_tiou"] == uninterrupted["best"]["test"]["mAP_per_tiou"]
-    rows = (tmp_path / "results/excel/Synthetic/tiny_results.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in rows] == ["0", "1", "2"][: len(rows)] and len(rows) >= 3 - saved_epoch
+    assert csv_path.read_text() == (out / "results/excel/Synthetic/tiny_results.csv").read_text()
+    a = torch.load(out / "ckpt/Synthetic/best_tiny.pkl")
+    b = torch.load(tmp_path / "ckpt/Synthetic/best_tiny.pkl")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_select_on_val_holds_out_seen_videos_and_reports_it(tiny_config, tmp_path):
@@ -221,3 +229,48 @@ def test_filter_threshold_drops_low_scoring_detections(trained, tiny_config):
     results = json.loads((out / "results/Synthetic/tiny/detection_test_-1_raw.json").read_text())["results"]
     scores = [d["score"] for dets in results.values() for d in dets]
     assert scores and min(scores) >= 0.05
+
+
+def test_selected_epoch_without_a_test_evaluation_is_evaluated_at_the_end(tiny_config, tmp_path):
+    """--select_on last with --test_interval 2: the last epoch (1) had no test evaluation; the summary still
+    reports its test metrics (the same test.py gives for best_<model>.pkl), and the CSV keeps one row per
+    per-epoch evaluation."""
+    result = _train(tiny_config, tmp_path, "--select_on", "last", "--epochs", "2", "--test_interval", "2")
+    assert result["best"]["epoch"] == 1 and result["best"]["test"] is not None
+    log = (tmp_path / "logs/Synthetic/tiny.log").read_text()
+    assert "Selected epoch 1 (the last epoch (no selection))" in log
+    best = json.loads((tmp_path / "results/Synthetic/tiny/best_metrics.json").read_text())
+    assert best["epoch"] == 1 and best["selection"] == "last" and best["eval_videos_all"] is not None
+    rows = (tmp_path / "results/excel/Synthetic/tiny_results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["0"]
+    metrics = test_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root",
+                              str(tmp_path)])
+    assert metrics["average_mAP"] == pytest.approx(best["average_mAP"], abs=1e-12)
+
+
+def test_per_iteration_lines_go_to_the_file_only(tmp_path, capsys):
+    from utils.logging import setup_logger
+
+    logger = setup_logger(tmp_path / "x.log")
+    logger.debug("iteration detail")
+    logger.info("epoch summary")
+    for handler in logger.handlers:
+        handler.flush()
+    console = capsys.readouterr().out
+    assert "epoch summary" in console and "iteration detail" not in console
+    assert "iteration detail" in (tmp_path / "x.log").read_text()
+
+
+def test_train_interval_evaluates_the_training_set(tiny_config, tmp_path):
+    _train(tiny_config, tmp_path, "--epochs", "2", "--train_interval", "2")
+    log = (tmp_path / "logs/Synthetic/tiny.log").read_text()
+    assert log.count("training set (seen classes)") == 1 and "epoch 0 training set (seen classes)" in log
+
+
+def test_eval_videos_all_as_main_protocol_reports_the_original_beside_it(tiny_config, tmp_path):
+    result = _train(tiny_config, tmp_path, "--epochs", "1", "--eval_videos", "all")
+    best = json.loads((tmp_path / "results/Synthetic/tiny/best_metrics.json").read_text())
+    assert best["eval_videos"] == "all" and best["eval_videos_gt"]["eval_videos"] == "gt"
+    assert result["best"]["test"]["average_mAP"] <= best["eval_videos_gt"]["average_mAP"] + 1e-12
+    log = (tmp_path / "logs/Synthetic/tiny.log").read_text()
+    assert "Selected epoch 0" in log and "Same epoch, eval_videos=gt" in log

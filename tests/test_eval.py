@@ -215,9 +215,16 @@ def test_results_file_errors(tmp_path):
             load_results_json(write(obj), VIDEOS, CLASSES)
     with pytest.raises(FileNotFoundError):
         load_results_json(tmp_path / "absent.json", VIDEOS, CLASSES)
-    nan_score = load_results_json(write({"results": {"v1": [{**entry, "score": float("nan")}]}}), VIDEOS, CLASSES)
+    # NaN/inf values and reversed segments: errors naming the file and the entry
+    for bad, message in [({"score": float("nan")}, "NaN or infinite"), ({"segment": [0.0, float("inf")]}, "NaN"),
+                         ({"segment": [5, 1]}, "end < start"), ({"label": ["a"]}, "must be")]:
+        with pytest.raises(ValueError, match=r"r\.json: results\['v1'\]\[1\].*" + message):
+            load_results_json(write({"results": {"v1": [entry, {**entry, **bad}]}}), VIDEOS, CLASSES)
+    # the same checks guard tables handed over in memory
+    merged = load_results_json(write({"results": {"v1": [entry]}}), VIDEOS, CLASSES)
+    merged["v1"]["scores"][0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        evaluate_merged(nan_score, GT, VIDEOS, CLASSES, "ActivityNet13")
-    reversed_seg = load_results_json(write({"results": {"v1": [{**entry, "segment": [5, 1]}]}}), VIDEOS, CLASSES)
+        evaluate_merged(merged, GT, VIDEOS, CLASSES, "ActivityNet13")
+    merged["v1"]["scores"][0], merged["v1"]["segments"][0] = 0.5, [5.0, 1.0]
     with pytest.raises(ValueError, match="end < start"):
-        evaluate_merged(reversed_seg, GT, VIDEOS, CLASSES, "ActivityNet13")
+        evaluate_merged(merged, GT, VIDEOS, CLASSES, "ActivityNet13")

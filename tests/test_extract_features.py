@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.extract_features import ClipFrameEncoder, extract_video_features, main
+from scripts.extract_features import ClipFrameEncoder, cli, extract_video_features, main
 from tests.clip_builders import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from utils.clip_loading import preprocess_frames
 from utils.video import INFO_KEYS, SnippetAccumulator, VideoDecodeError, VideoReader, list_videos, snippet_info
@@ -163,3 +163,13 @@ def test_list_videos_errors(tmp_path):
         list_videos(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         list_videos(tmp_path / "missing")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert cli(["--videos", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --videos") and "no such folder or file" in err
+    video = write_synthetic_video(tmp_path / "v.mp4", 16)
+    assert cli(["--videos", str(video), "--out_dir", str(tmp_path / "out"), "--CLIP_model_name", "ViT-Q/1",
+                "--device", "cpu"]) == 1
+    assert "available names" in capsys.readouterr().err

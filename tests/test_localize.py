@@ -9,7 +9,7 @@ import torch
 
 from models.build import build_model
 from models.text_encoder import TextEmbeddingError, write_text_embeddings
-from scripts.localize import main, merge_detections, model_items
+from scripts.localize import cli, main, merge_detections, model_items
 from tests.clip_builders import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from utils.config import default_config, dump_config
 
@@ -54,6 +54,9 @@ def test_model_items_follow_the_inference_datasets():
     anet = model_items(features, info, _tiny_cfg(dataset_name="ActivityNet13", rescale_length=10))
     assert len(anet) == 1 and anet[0][0].shape == (10, TINY_EMBED_DIM)
     assert anet[0][1]["video_duration"] == 2.4 and anet[0][1]["window"] is None
+    # THUMOS14 datasets ignore rescale_length (SPEC §3.3), and so does localize.py
+    thumos = model_items(features, info, _tiny_cfg(rescale_length=10))
+    assert [meta["window"] for _, meta in thumos] == [(0, 7), (6, 13), (12, 14)]
 
 
 def test_merge_removes_duplicates_and_applies_class_nms():
@@ -110,3 +113,18 @@ def test_localize_rejects_embeddings_of_the_wrong_width(run_files):
     with pytest.raises(TextEmbeddingError, match="dimension 8"):
         main(["--cfg_path", str(yaml_path), "--ckpt", str(gap_ckpt), "--video", str(video), "--classes",
               "high jump", "--text_embeddings", str(npz), "--out_dir", str(root / "out")])
+
+
+def test_bad_checkpoint_fails_before_extraction_with_a_one_line_error(run_files, capsys):
+    root, video, gap_ckpt, yaml_path = run_files
+    out = root / "out_bad"
+    base = ["--cfg_path", str(yaml_path), "--video", str(video), "--classes", CLASSES, "--out_dir", str(out)]
+    assert cli([*base, "--ckpt", str(root / "missing.pkl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.pkl does not exist" in err and "Traceback" not in err
+    # a checkpoint of another shape: named mismatch, and no video was decoded for nothing
+    assert cli([*base, "--ckpt", str(gap_ckpt), "--num_queries", "7"]) == 1
+    assert "does not fit" in capsys.readouterr().err
+    assert not list(out.glob("*_features.npy"))
+    assert cli([*base, "--ckpt", str(gap_ckpt), "--classes", " , "]) == 1
+    assert "no class names" in capsys.readouterr().err

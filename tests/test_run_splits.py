@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_main_resumes_and_writes_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     calls = []
 
-    def fake_run(split_id, passthrough, model_name, done_file, log_dir):
+    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
         calls.append(split_id)
         done_file.parent.mkdir(parents=True, exist_ok=True)
         done_file.write_text(json.dumps(_metrics([0.1 * (split_id + 1)] * 5)))
@@ -92,3 +93,67 @@ def test_main_resumes_and_writes_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_splits.subprocess, "run", lambda *a, **k: pytest.fail("re-ran a finished split"))
     assert run_splits.main(argv)["rows"].keys() == {0, 1, 2}
+
+
+def _recording_run(calls, done_file):
+    """A stand-in for subprocess.run that records the command and lets test.py 'write' the metrics file."""
+    class Ok:
+        returncode = 0
+
+    def run(command, **kwargs):
+        calls.append(command)
+        if command[1].endswith("test.py"):
+            done_file.parent.mkdir(parents=True, exist_ok=True)
+            done_file.write_text(json.dumps(_metrics([0.2] * 5)))
+        return Ok()
+    return run
+
+
+@pytest.mark.parametrize("has_state", [False, True])
+def test_interrupted_split_resumes_its_training(tmp_path, monkeypatch, has_state):
+    calls, done = [], tmp_path / "results" / "test_metrics.json"
+    state = tmp_path / "ckpt" / "state_m_split4.pt"
+    if has_state:
+        state.parent.mkdir(parents=True)
+        state.write_bytes(b"x")
+    monkeypatch.setattr(run_splits.subprocess, "run", _recording_run(calls, done))
+    run_one_split(4, ["--cfg_path", "c.yaml"], "m", done, tmp_path / "logs", state)
+    train, test = calls
+    assert train[1].endswith("main.py") and test[1].endswith("test.py")
+    assert train[2:8] == ["--cfg_path", "c.yaml", "--split_id", "4", "--model_name", "m_split4"]
+    assert ("--resume" in train) == has_state and "--resume" not in test
+    if has_state:
+        assert train[train.index("--resume") + 1] == str(state)
+
+
+def test_main_passes_each_splits_state_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
+        seen[split_id] = state_file
+        done_file.parent.mkdir(parents=True, exist_ok=True)
+        done_file.write_text(json.dumps(_metrics([0.1] * 5)))
+        return done_file
+
+    monkeypatch.setattr(run_splits, "run_one_split", fake_run)
+    run_splits.main(["--split_ids", "2,5", "--model_name", "m", "--dataset_name", "Synthetic", "--device", "cpu",
+                     "--output_root", "out", "--jobs", "2"])
+    assert seen == {i: Path("out") / f"ckpt/Synthetic/state_m_split{i}.pt" for i in (2, 5)}
+
+
+def test_one_crashed_split_still_gives_the_table_of_the_others(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
+        if split_id == 1:
+            raise OSError("disk full")
+        done_file.parent.mkdir(parents=True, exist_ok=True)
+        done_file.write_text(json.dumps(_metrics([0.1] * 5)))
+        return done_file
+
+    monkeypatch.setattr(run_splits, "run_one_split", fake_run)
+    with pytest.raises(SystemExit, match="1: OSError: disk full"):
+        run_splits.main(["--split_ids", "0-1", "--model_name", "m", "--dataset_name", "Synthetic", "--device",
+                         "cpu"])
+    assert (tmp_path / "results/Synthetic/m_splits/table.csv").read_text().splitlines()[1].startswith("0,")

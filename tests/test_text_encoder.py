@@ -225,3 +225,12 @@ def test_encode_text_script(tiny_ckpt, tmp_path):
     expected = _reference_text_features(1, [PROMPT_TEMPLATE.format(n) for n in names])
     np.testing.assert_allclose(vectors, expected.numpy(), rtol=1e-5, atol=1e-5)
     assert scale == pytest.approx(math.log(100), abs=1e-3)
+
+
+def test_encode_text_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    from scripts.encode_text import cli
+
+    assert cli(["--classes", "a", "--CLIP_model_name", "ViT-Q/1", "--out", str(tmp_path / "x.npz")]) == 1
+    assert capsys.readouterr().err.startswith("error: CLIP model 'ViT-Q/1'")
+    assert cli(["--class_file", str(tmp_path / "none.list"), "--out", str(tmp_path / "x.npz")]) == 1
+    assert "none.list" in capsys.readouterr().err

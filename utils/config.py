@@ -154,6 +154,11 @@ INERT_FLAG_NOTES = {
 }
 
 
+# Keys a saved configuration leaves out, and keys that may differ when a run is resumed.
+NOT_DUMPED = ("cfg_path", "resume")
+RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "ckpt")
+
+
 class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the key and what was expected."""
 
@@ -273,11 +278,24 @@ def config_to_dict(cfg: argparse.Namespace) -> dict[str, Any]:
 
 
 def dump_config(cfg: argparse.Namespace, path: str | Path) -> Path:
-    """Write the resolved configuration as YAML; `--cfg_path` of that file gives the same run."""
+    """Write the resolved configuration as YAML; `--cfg_path` of that file gives the same run.
+
+    `resume` is left out: resuming is a way of running, not part of the run (with it, re-running the saved
+    file would only reload the final state).
+    """
     values = config_to_dict(cfg)
-    values.pop("cfg_path", None)
+    for key in NOT_DUMPED:
+        values.pop(key, None)
     header = "# Resolved configuration (gap-zstal). Re-run with: python main.py --cfg_path <this file>\n"
     return atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=False))
+
+
+def config_differences(saved: dict[str, Any], current: argparse.Namespace,
+                       ignore: Sequence[str] = RESUME_MAY_DIFFER) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between a saved configuration dict and `current`: key -> (saved, current)."""
+    now = config_to_dict(current)
+    return {key: (saved[key], now[key]) for key in now
+            if key in saved and key not in ignore and saved[key] != now[key]}
 
 
 def load_config(path: str | Path) -> argparse.Namespace:

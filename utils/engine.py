@@ -75,8 +75,11 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
             sums[key] += float(value.detach())
         progress.set_postfix(loss=f"{total_value:.4f}")
         if logger is not None and log_every and iterations % log_every == 0:
-            logger.info(f"epoch {epoch} iter {iterations}/{len(loader)} loss {total_value:.4f} " + " ".join(
-                f"{k} {float(v):.4f}" for k, v in losses.items()))
+            # as the original's log: the weighted total, then every loss unscaled and scaled (DEBUG: file only)
+            logger.debug(f"epoch {epoch} iter {iterations}/{len(loader)} loss {total_value:.4f} | unscaled "
+                         + " ".join(f"{k} {float(v):.4f}" for k, v in losses.items()) + " | scaled "
+                         + " ".join(f"{k} {float(losses[k]) * w:.4f}" for k, w in weight_dict.items()
+                                    if k in losses))
     return {key: value / max(iterations, 1) for key, value in sums.items()}
 
 

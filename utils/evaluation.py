@@ -352,7 +352,8 @@ def load_results_json(source: str | Path | Mapping, video_ids: Iterable[str], cl
     """Read detections in the ActivityNet results format into a merged table (see module docstring).
 
     A result key matches a video id as is, or with the `v_` prefix that `results_json` strips. Unknown
-    videos or labels, malformed entries and an empty result set are errors naming the file.
+    videos or labels, malformed entries, NaN/inf values, segments with end < start and an empty result set
+    are errors naming the file (and the entry).
     """
     where = str(source) if not isinstance(source, Mapping) else "results"
     if isinstance(source, Mapping):
@@ -367,7 +368,7 @@ def load_results_json(source: str | Path | Mapping, video_ids: Iterable[str], cl
             raise ValueError(f"{source}: not valid JSON ({err})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         raise ValueError(f"{where}: expected {{\"results\": {{video: [{{\"segment\": [s, e], \"score\": x, "
-                         "\"label\": name}, ...]}}}")
+                         "\"label\": name}, ...]}}")
     known = set(video_ids)
     class_index = {c: i for i, c in enumerate(classes)}
     merged, unknown_videos, unknown_labels = {}, [], set()
@@ -386,9 +387,17 @@ def load_results_json(source: str | Path | Mapping, video_ids: Iterable[str], cl
                     raise ValueError
                 t0, t1 = float(seg[0]), float(seg[1])
                 score = float(score)
+                if not isinstance(label, str):
+                    raise TypeError
             except (KeyError, TypeError, ValueError, IndexError):
                 raise ValueError(f"{where}: results[{key!r}][{j}] must be {{\"segment\": [start, end], "
                                  f"\"score\": number, \"label\": class name}}, got {e!r}") from None
+            # Checked here as well as when scoring, so that the message names the file and the entry.
+            if not (math.isfinite(score) and math.isfinite(t0) and math.isfinite(t1)):
+                raise ValueError(f"{where}: results[{key!r}][{j}] has a NaN or infinite score or segment bound: "
+                                 f"{e!r}")
+            if t1 < t0:
+                raise ValueError(f"{where}: results[{key!r}][{j}] has a segment with end < start: {e!r}")
             if label not in class_index:
                 unknown_labels.add(label)
                 continue

@@ -21,20 +21,25 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 def setup_logger(log_path: str | Path | None = None, append: bool = False) -> logging.Logger:
-    """Log to the console and, when given, to `log_path` (overwritten unless `append`, e.g. on resume)."""
+    """Log to the console and, when given, to `log_path` (overwritten unless `append`, e.g. on resume).
+
+    DEBUG records (per-iteration losses) go to the file only; the console gets INFO and above.
+    """
     logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     console = _TqdmHandler()
+    console.setLevel(logging.INFO)
     console.setFormatter(formatter)
     logger.addHandler(console)
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_path, mode="a" if append else "w")
+        file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     return logger

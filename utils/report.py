@@ -21,12 +21,18 @@ def metrics_table(metrics: dict, title: str = "", ar_keys=SUMMARY_AR_KEYS) -> st
     return "\n".join(lines)
 
 
-def summary_block(best: dict, honest: dict | None, selection: str, epoch: int) -> str:
-    """The final summary: the selected epoch, how it was chosen, and the honest evaluation beside it."""
-    parts = [metrics_table(best, f"Selected epoch {epoch} ({selection}); eval_videos=gt (the original's protocol)")]
-    if honest is not None:
-        parts.append(metrics_table(honest, "Same epoch, eval_videos=all (detections on videos without "
-                                           "ground truth count as false positives)"))
+PROTOCOL_LABELS = {
+    "gt": "eval_videos=gt (the original's protocol: detections on videos without ground truth are dropped)",
+    "all": "eval_videos=all (detections on videos without ground truth count as false positives)",
+}
+
+
+def summary_block(selected: dict, other: dict | None, selection: str, epoch: int, eval_videos: str = "gt") -> str:
+    """The final summary: the selected epoch, how it was chosen, and the other evaluation protocol beside it."""
+    parts = [metrics_table(selected, f"Selected epoch {epoch} ({selection}); {PROTOCOL_LABELS[eval_videos]}")]
+    if other is not None:
+        other_protocol = "all" if eval_videos == "gt" else "gt"
+        parts.append(metrics_table(other, f"Same epoch, {PROTOCOL_LABELS[other_protocol]}"))
     return "\n".join(parts)
 
 
@@ -42,6 +48,19 @@ def append_csv_row(path: Path, epoch: int, metrics: dict) -> None:
     path = Path(path)
     previous = path.read_text() if path.exists() else ""
     atomic_write_text(path, previous + csv_row(epoch, metrics) + "\n")
+
+
+def truncate_csv(path: Path, last_epoch: int) -> int:
+    """Drop rows of epochs after `last_epoch` (on resume: evaluations a kill cut off before the state was
+    saved, which the resumed run repeats). Returns the number of rows dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    rows = path.read_text().splitlines()
+    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) <= last_epoch]
+    if len(kept) != len(rows):
+        atomic_write_text(path, "".join(row + "\n" for row in kept))
+    return len(rows) - len(kept)
 
 
 def write_metrics_json(path: Path, metrics: dict, **extra) -> Path:
