@@ -23,6 +23,7 @@ from models.text_encoder import (  # noqa: E402
     parse_class_list,
     write_text_embeddings,
 )
+from utils.cli import run_cli  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -71,12 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """`main` for the command line: errors a user can fix are printed as one line (exit status 1)."""
-    try:
-        return main(argv)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from utils.cli import run_cli  # noqa: E402
 from utils.clip_loading import clip_dtype_tag, clip_input_resolution, load_clip, preprocess_frames, resolve_device  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json  # noqa: E402
 from utils.video import (  # noqa: E402
@@ -229,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """`main` for the command line: errors a user can fix are printed as one line (exit status 1)."""
-    try:
-        return main(argv)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.text_encoder import build_text_encoder, check_embedding_dim, parse_class_list  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
 from utils.clip_loading import clip_identity, resolve_device  # noqa: E402
 from utils.config import get_args_parser, parse_config  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
@@ -291,15 +292,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """`main` for the command line: errors a user can fix are printed as one line (exit status 1)."""
     from utils.checkpoint import CheckpointError
     from utils.video import VideoDecodeError
 
-    try:
-        return main(argv)
-    except (ValueError, FileNotFoundError, CheckpointError, VideoDecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_cli(main, argv, extra_errors=(CheckpointError, VideoDecodeError))
 
 
 if __name__ == "__main__":
