@@ -185,14 +185,19 @@ def test_select_on_val_holds_out_seen_videos_and_reports_it(tiny_config, tmp_pat
     assert result["best"]["test"] is not None
 
 
-def test_held_out_videos_is_seeded_and_bounded():
-    videos = [f"v{i}" for i in range(10)]
-    assert held_out_videos(videos, 0.2, 3) == held_out_videos(list(reversed(videos)), 0.2, 3)
+def test_held_out_videos_is_seeded_bounded_and_stratified():
+    videos = {f"v{i}": {f"c{i % 4}"} for i in range(10)}
+    assert held_out_videos(videos, 0.2, 3) == held_out_videos(dict(reversed(list(videos.items()))), 0.2, 3)
     assert len(held_out_videos(videos, 0.2, 3)) == 2 and len(held_out_videos(videos, 0.01, 3)) == 1
     assert len({tuple(held_out_videos(videos, 0.2, seed)) for seed in range(5)}) > 1  # the seed matters
+    for seed in range(5):  # 4 held out of 10: every class is validated and still trained on
+        held = held_out_videos(videos, 0.4, seed)
+        assert {c for v in held for c in videos[v]} == {"c0", "c1", "c2", "c3"}
+        assert {c for v in videos if v not in held for c in videos[v]} == {"c0", "c1", "c2", "c3"}
+    only_once = {"a": {"rare"}, "b": {"common"}, "c": {"common"}}
+    assert all("a" not in held_out_videos(only_once, 0.34, seed) for seed in range(5))  # never untrainable
     with pytest.raises(ValueError, match="val_fraction"):
         held_out_videos(videos, 1.0, 0)
-
 
 def test_zero_map_first_evaluation_does_not_crash(tiny_config, tmp_path, monkeypatch):
     """The original raised KeyError when no evaluation ever beat 0 mAP; here epoch 0 becomes the best."""

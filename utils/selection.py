@@ -18,16 +18,40 @@ SELECTION_LABELS = {
 }
 
 
-def held_out_videos(video_ids: list[str], fraction: float, seed: int) -> list[str]:
-    """A seeded, order-independent choice of `fraction` of the videos (at least one, never all)."""
+def held_out_videos(video_classes: dict[str, set], fraction: float, seed: int) -> list[str]:
+    """A seeded choice of `fraction` of the videos (at least one, never all), stratified by class.
+
+    Videos are visited in a seeded order; a video is taken first when it brings a class the held-out set
+    lacks and every one of its classes keeps another training video, so that, where the data allows, each
+    seen class is both trained on and validated. The rest of the quota is filled in the same order.
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"--val_fraction must be between 0 and 1 (exclusive), got {fraction}")
-    videos = sorted(set(video_ids))
+    videos = sorted(video_classes)
     if len(videos) < 2:
         raise ValueError(f"--select_on val needs at least 2 training videos to hold some out, found {len(videos)}")
     count = min(max(1, round(fraction * len(videos))), len(videos) - 1)
-    chosen = np.random.default_rng(seed).choice(len(videos), size=count, replace=False)
-    return sorted(videos[i] for i in chosen)
+    order = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]
+    remaining = {c: sum(c in video_classes[v] for v in videos) for c in set().union(*video_classes.values())}
+    held: list[str] = []
+    covered: set = set()
+    def take(video: str) -> None:
+        held.append(video)
+        covered.update(video_classes[video])
+        for c in video_classes[video]:
+            remaining[c] -= 1
+
+    def trainable_without(video: str) -> bool:
+        return all(remaining[c] > 1 for c in video_classes[video])
+
+    for video in order:  # 1: new classes for validation, keeping every class trainable
+        if len(held) < count and video_classes[video] - covered and trainable_without(video):
+            take(video)
+    for video in order:  # 2: fill the quota, still keeping every class trainable
+        if len(held) < count and video not in held and trainable_without(video):
+            take(video)
+    held += [v for v in order if v not in held][: count - len(held)]  # 3: only if unavoidable
+    return sorted(held)
 
 
 def split_validation(cfg, train_set):
@@ -38,8 +62,11 @@ def split_validation(cfg, train_set):
     """
     from datasets import build_dataset
 
-    train_videos = sorted({train_set.videos[item.video].video_id for item in train_set.items})
-    held = held_out_videos(train_videos, cfg.val_fraction, cfg.seed)
-    keep = [video for video in train_videos if video not in set(held)]
+    video_classes = {}
+    for item in train_set.items:
+        video = train_set.videos[item.video]
+        video_classes[video.video_id] = set(video.labels)
+    held = set(held_out_videos(video_classes, cfg.val_fraction, cfg.seed))
+    keep = [video for video in sorted(video_classes) if video not in held]
     validation = build_dataset(cfg, "train", windows="inference").restrict(held)
     return train_set.restrict(keep), validation
