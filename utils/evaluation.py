@@ -260,9 +260,10 @@ def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], c
     if no_gt:
         warnings.warn(f"no ground truth for class(es) {no_gt}: their AP is undefined (null) and they are left "
                       "out of the means", stacklevel=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        per_tiou = np.nanmean(ap, axis=0)
+    # classes without ground truth (all-NaN rows) are left out; catch_warnings is avoided on purpose: leaving
+    # it resets the warning registry, so the warning above would repeat at every evaluation of a run
+    rated = ap[~np.isnan(ap).all(axis=1)]
+    per_tiou = rated.mean(axis=0) if len(rated) else np.full(len(tious), np.nan)
     rows = np.flatnonzero(on_gt_video)
     ar = average_recall(table.video[rows], table.segments[rows], table.scores[rows], gt_video, gt_segments,
                         settings.ar_tiou_thresholds)
