@@ -38,6 +38,7 @@ from utils.report import (
     append_csv_row,
     log_scalars,
     metrics_table,
+    other_protocol,
     summary_block,
     truncate_csv,
     write_metrics_json,
@@ -79,6 +80,9 @@ def main(argv=None) -> dict:
     shuffle_generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = make_loader(train_set, cfg, train=True, generator=shuffle_generator)
     test_loader = make_loader(test_set, cfg, train=False)
+    # seen-class evaluation loaders: the training set unshuffled (--train_interval), held-out videos (--select_on val)
+    train_eval_loader = make_loader(train_set, cfg, train=False) if cfg.train_interval != -1 else None
+    val_loader = make_loader(val_set, cfg, train=False) if val_set is not None else None
     logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
                 f"{train_set.classes}")
     logger.info(f"inference: {len(test_set)} items, {len(test_set.ground_truth)} videos with ground truth, "
@@ -86,10 +90,9 @@ def main(argv=None) -> dict:
 
     # text embeddings (computed once, cached) and model
     text_encoder = build_text_encoder(cfg)
-    feature_dim = test_set.feature_dim
-    test_text = text_embeddings_for(cfg, test_set, text_encoder, feature_dim)
-    val_text = text_embeddings_for(cfg, val_set, text_encoder, feature_dim) if val_set is not None else None
-    train_text = text_embeddings_for(cfg, train_set, text_encoder, feature_dim) if cfg.train_interval != -1 else None
+    test_text = text_embeddings_for(test_set, text_encoder)
+    val_text = text_embeddings_for(val_set, text_encoder) if val_loader is not None else None
+    train_text = text_embeddings_for(train_set, text_encoder) if train_eval_loader is not None else None
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
@@ -133,19 +136,18 @@ def main(argv=None) -> dict:
         save_state_dict(model, paths.last)
 
         entry = {"epoch": epoch, "losses": losses}
-        if cfg.train_interval != -1 and epoch % cfg.train_interval == 0:
+        if train_eval_loader is not None and epoch % cfg.train_interval == 0:
             # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
-            train_metrics, _, _ = evaluate(model, postprocessor, make_loader(train_set, cfg, train=False),
-                                           train_set, train_text, device, cfg, amp=cfg.amp)
+            train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, train_set, train_text, device,
+                                           cfg)
             entry["train_eval"] = train_metrics
             log_scalars(writer, "train_eval", train_metrics, epoch)
             logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
         if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
             entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
                                         device, paths, writer, logger))
-        if val_set is not None:
-            val_metrics, _, _ = evaluate(model, postprocessor, make_loader(val_set, cfg, train=False), val_set,
-                                         val_text, device, cfg, amp=cfg.amp)
+        if val_loader is not None:
+            val_metrics, _, _ = evaluate(model, postprocessor, val_loader, val_set, val_text, device, cfg)
             entry["val"] = val_metrics
             log_scalars(writer, "val", val_metrics, epoch)
             logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
@@ -181,19 +183,13 @@ def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, devi
     log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
     append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
-        subset = "val" if cfg.dataset_name == "ActivityNet13" else "test"
-        atomic_write_json(paths.results_dir / f"detection_{subset}_{epoch}_raw.json",
-                          results_json(merged, dataset.classes))
+        atomic_write_json(paths.detections(epoch), results_json(merged, dataset.classes))
     return result
-
-
-def other_protocol(eval_videos: str) -> str:
-    return "all" if eval_videos == "gt" else "gt"
 
 
 def evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device) -> tuple[dict, dict]:
     """Test-set metrics under `--eval_videos` and under the other protocol, from the same detections."""
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg)
     other, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg,
                            eval_videos=other_protocol(cfg.eval_videos), records=records)
     return {"test": metrics, "test_other": other}, merged

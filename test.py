@@ -18,7 +18,7 @@ from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
 from utils.paths import run_paths
-from utils.report import AR_KEYS, metrics_table, write_metrics_json
+from utils.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
 from utils.run import make_loader, resolve_device, seed_everything, text_embeddings_for
 
 
@@ -34,7 +34,7 @@ def main(argv=None) -> dict:
     dataset = build_dataset(cfg, "inference")
     loader = make_loader(dataset, cfg, train=False)
     text_encoder = build_text_encoder(cfg)
-    text = text_embeddings_for(cfg, dataset, text_encoder, dataset.feature_dim)
+    text = text_embeddings_for(dataset, text_encoder)
     model = build_model(cfg)
     ckpt = Path(cfg.ckpt) if cfg.ckpt else paths.best
     load_model_weights(model, ckpt)  # overwrites logit_scale with the checkpoint's value, as the original
@@ -43,21 +43,19 @@ def main(argv=None) -> dict:
                 f"truth), classes {dataset.classes}")
 
     postprocessor = build_postprocessor(cfg)
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg, amp=cfg.amp)
-    other = "all" if cfg.eval_videos == "gt" else "gt"
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg)
+    other = other_protocol(cfg.eval_videos)
     other_metrics, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg, eval_videos=other,
                                    records=records)
 
     logger.info("\n" + metrics_table(metrics, f"{ckpt} (eval_videos={cfg.eval_videos})", ar_keys=AR_KEYS))
     logger.info(f"AUC {100 * metrics['AUC']:.2f}")
     logger.info("\n" + metrics_table(other_metrics, f"same detections, eval_videos={other}"))
-    out = write_metrics_json(paths.results_dir / "test_metrics.json", metrics, checkpoint=str(ckpt),
+    out = write_metrics_json(paths.test_metrics, metrics, checkpoint=str(ckpt),
                              **{f"eval_videos_{other}": other_metrics})
     logger.info(f"metrics written to {out}")
     if cfg.save_result:
-        subset = "val" if cfg.dataset_name == "ActivityNet13" else "test"
-        result_path = paths.results_dir / f"detection_{subset}_-1_raw.json"
-        atomic_write_json(result_path, results_json(merged, dataset.classes))
+        result_path = atomic_write_json(paths.detections(-1), results_json(merged, dataset.classes))
         logger.info(f"detections written to {result_path}")
     return metrics
 

@@ -54,4 +54,4 @@ def build_dataset(cfg, mode: str, check_features: bool | str = True, windows: st
         raise ValueError(f"dataset_name must be one of {sorted(DATASETS)}, got {cfg.dataset_name!r}") from None
     prepare_synthetic(cfg)
     return dataset_class(cfg, mode, check_features=check_features, windows=windows,
-                         expected_feature_dim=getattr(cfg, "hidden_dim", None) if check_features else None)
+                         expected_feature_dim=getattr(cfg, "hidden_dim", None))

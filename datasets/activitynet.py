@@ -29,13 +29,9 @@ class ActivityNet13Dataset(BaseDataset):
         if rescale < 0:
             raise ValueError(f"rescale_length must be >= 0 (0 = keep each video's length), got {rescale}")
         self.rescale_length = rescale
-        return [Item(video.video_id, index, None, 0.0, video.snippet_duration, rescale or video.snippet_length,
-                     video.segments.copy(), video.class_ids.copy())
+        return [Item.whole_video(index, video, rescale or video.snippet_length)
                 for index, video in enumerate(self.videos) if video.num_instances]
 
     def _load_item_features(self, item: Item) -> torch.Tensor:
-        video = self.videos[item.video]
-        features = torch.from_numpy(self._read_rows(video, 0, video.snippet_length - 1))
-        if self.rescale_length:
-            features = rescale_features(features, self.rescale_length)
-        return features
+        features = super()._load_item_features(item)
+        return rescale_features(features, self.rescale_length) if self.rescale_length else features

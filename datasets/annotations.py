@@ -242,6 +242,15 @@ def ground_truth_of(records: list[VideoRecord], rules: DatasetRules) -> tuple[di
     return ground_truth, video_ids
 
 
+def ground_truth_from(annotations: dict, info: dict[str, dict] | None, classes: list[str], subset: str,
+                      rules: DatasetRules, feature_stride: int | None, anno_path: str | Path,
+                      info_path: str | Path) -> tuple[dict[str, list[tuple[float, float, str]]], list[str]]:
+    """`load_ground_truth` on files already read (`load_annotation_file`, `load_feature_info` or None)."""
+    check_classes_known(classes, annotations, anno_path, "the class list")
+    records = select_videos(annotations, info, classes, subset, rules, feature_stride, anno_path, info_path)
+    return ground_truth_of(records, rules)
+
+
 def load_ground_truth(anno_file_path: str | Path, classes: list[str], subset: str, dataset_name: str,
                       feature_info_path: str | Path | None = None, feature_stride: int | None = None,
                       ) -> tuple[dict[str, list[tuple[float, float, str]]], list[str]]:
@@ -255,8 +264,6 @@ def load_ground_truth(anno_file_path: str | Path, classes: list[str], subset: st
     """
     rules = rules_for(dataset_name)
     annotations = load_annotation_file(anno_file_path)
-    check_classes_known(classes, annotations, anno_file_path, "the class list")
     info = load_feature_info(feature_info_path) if feature_info_path is not None else None
-    records = select_videos(annotations, info, classes, subset, rules, feature_stride, anno_file_path,
-                            feature_info_path or "(no info file)")
-    return ground_truth_of(records, rules)
+    return ground_truth_from(annotations, info, classes, subset, rules, feature_stride, anno_file_path,
+                             feature_info_path or "(no info file)")

@@ -46,6 +46,12 @@ class Item:
     segments: np.ndarray             # [n, 2] float64, seconds relative to the item start
     class_ids: np.ndarray            # [n] int64, index in dataset.classes
 
+    @classmethod
+    def whole_video(cls, index: int, video: VideoRecord, length: int) -> Item:
+        """An item spanning video `index` of dataset.videos: no window, targets normalised by its snippet_duration."""
+        return cls(video.video_id, index, None, 0.0, video.snippet_duration, length, video.segments.copy(),
+                   video.class_ids.copy())
+
 
 class FeatureFileError(ValueError):
     """A feature file is missing, has the wrong shape, or holds NaN/inf."""
@@ -65,8 +71,6 @@ class BaseDataset(Dataset):
             training videos and seen classes cut like inference (every window, inference overlap), e.g. to
             evaluate on held-out seen-class videos (see `restrict`). No effect on ActivityNet.
     """
-
-    dataset_name = ""
 
     def __init__(self, cfg, mode: str, check_features: bool | str = True, expected_feature_dim: int | None = None,
                  windows: str | None = None):
@@ -113,7 +117,10 @@ class BaseDataset(Dataset):
         raise NotImplementedError
 
     def _load_item_features(self, item: Item) -> torch.Tensor:
-        raise NotImplementedError
+        """Features of the item's snippets: its window, or the whole video."""
+        video = self.videos[item.video]
+        start, end = item.window if item.window is not None else (0, video.snippet_length - 1)
+        return torch.from_numpy(self._read_rows(video, start, end))
 
     feature_fps_of_items = False   # Thumos items carry the feature frame rate (video_fps / feature_stride)
 

@@ -7,14 +7,13 @@ the fidelity tests; needs no feature file.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .annotations import read_json
 from .base import BaseDataset
 
 
@@ -79,10 +78,7 @@ def dump_mode(dataset: BaseDataset, slice_overlap: float | None = None) -> dict:
 
 
 def read_dump(path: str | Path) -> dict:
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return json.load(handle)
+    return read_json(path, "dataset dump")
 
 
 # Keys compared per mode; keys absent from either side (e.g. ANet has no eval_ground_truth in the fixture) skip.

@@ -1,9 +1,6 @@
 """THUMOS14 (and the embedded synthetic dataset): sliding windows over snippet features (SPEC §3)."""
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from . import targets as T
 from .base import BaseDataset, Item
 
@@ -29,8 +26,7 @@ class Thumos14Dataset(BaseDataset):
         for index, video in enumerate(self.videos):
             if entire:
                 if video.num_instances:
-                    items.append(Item(video.video_id, index, None, 0.0, video.snippet_duration, video.snippet_length,
-                                      video.segments.copy(), video.class_ids.copy()))
+                    items.append(Item.whole_video(index, video, video.snippet_length))
                 continue
             windows = T.sliding_windows(video.snippet_length, slice_size, overlap, full_tail=training)
             ffps = self.feature_fps(video)
@@ -43,14 +39,3 @@ class Thumos14Dataset(BaseDataset):
                                   float(win_start_s[w]), float(win_end_s[w] - win_start_s[w]), end - start + 1,
                                   relative[w][keep[w]], video.class_ids[keep[w]]))
         return items
-
-    def _load_item_features(self, item: Item) -> torch.Tensor:
-        video = self.videos[item.video]
-        start, end = item.window if item.window is not None else (0, video.snippet_length - 1)
-        return torch.from_numpy(self._read_rows(video, start, end))
-
-    def windows_of(self, video_id: str) -> np.ndarray:
-        """Inclusive snippet windows of one source video, in item order (``[W, 2]``)."""
-        return np.array([item.window for item in self.items
-                         if self.videos[item.video].video_id == video_id and item.window is not None],
-                        dtype=np.int64).reshape(-1, 2)

@@ -82,6 +82,10 @@ def check_supported(cfg: Namespace) -> None:
                            f"supported: {', '.join(ProposalScorer.POOLINGS)}")
     if cfg.ROIalign_strategy == "after_pred" and cfg.pooling_type != "average":
         raise _unsupported("ROIalign_strategy", "after_pred", "only with --pooling_type average")
+    _check_postprocess(cfg)
+
+
+def _check_postprocess(cfg: Namespace) -> None:
     if cfg.prob_type == "sigmoid" and cfg.proposals_weight_type != "after_softmax":
         raise _unsupported("proposals_weight_type", cfg.proposals_weight_type, "with --prob_type sigmoid")
 
@@ -129,6 +133,5 @@ def build_criterion(cfg: Namespace) -> SetCriterion:
 
 
 def build_postprocessor(cfg: Namespace) -> PostProcess:
-    if cfg.prob_type == "sigmoid" and cfg.proposals_weight_type != "after_softmax":
-        raise _unsupported("proposals_weight_type", cfg.proposals_weight_type, "with --prob_type sigmoid")
+    _check_postprocess(cfg)
     return PostProcess(cfg.postprocess_type, cfg.postprocess_topk, cfg.prob_type, cfg.proposals_weight_type)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.matcher import HungarianMatcher
-from models.targets import concatenated_targets, salient_ground_truth
+from models.targets import concatenated_targets
 from utils.segment_ops import cw_to_t1t2, segment_iou
 
 
@@ -81,16 +81,13 @@ class SetCriterion(nn.Module):
         losses["loss_actionness"] = focal.mean(1).sum() / num_boxes * logits.shape[1]
 
         if self.salient_loss:
+            missing = [key for key in ("salient_gt", "salient_loss_mask") if key not in outputs]
+            if missing:
+                raise KeyError(f"criterion: outputs lack {missing} (call the model with targets=...)")
             salient_logits = outputs["salient_logits"].float().squeeze(-1)
-            length = salient_logits.shape[1]
-            gt = outputs.get("salient_gt")
-            if gt is None:
-                gt = salient_ground_truth(targets, length, device)
-            if "salient_loss_mask" not in outputs:
-                raise KeyError("criterion: outputs lack 'salient_loss_mask' "
-                               "(call the model with targets=...)")
             valid = ~outputs["salient_loss_mask"]
-            focal = sigmoid_focal_loss(salient_logits, gt.float(), self.focal_alpha, self.gamma) * valid
+            focal = sigmoid_focal_loss(salient_logits, outputs["salient_gt"].float(), self.focal_alpha,
+                                       self.gamma) * valid
             losses["loss_salient"] = focal.mean(1).sum() / num_boxes
         return losses
 

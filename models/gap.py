@@ -9,8 +9,6 @@ Parameter names and registration order follow the original checkpoints (SPEC §1
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -19,9 +17,8 @@ from models.heads import SalientHead, predict_boxes
 from models.rectifier import RoISource, StaticDynamicRectifier
 from models.roi_align import ProposalScorer, roi_align_1d, roi_align_weights
 from models.targets import salient_ground_truth
+from models.text_encoder import DEFAULT_LOGIT_SCALE
 from models.transformer import Transformer
-
-CLIP_LOGIT_SCALE = math.log(100.0)  # OpenAI CLIP ViT-B/16's stored logit_scale
 
 
 class PointwiseConv1d(nn.Conv1d):
@@ -56,7 +53,7 @@ class GAP(nn.Module):
         super().__init__()
         # CLIP's similarity scale; a plain (0-dim, float32) parameter here, overwritten by checkpoints or
         # set_logit_scale(). It gets no gradient under the headline flags (SPEC §12 quirk 2).
-        self.logit_scale = nn.Parameter(torch.tensor(CLIP_LOGIT_SCALE, dtype=torch.float32))
+        self.logit_scale = nn.Parameter(torch.tensor(DEFAULT_LOGIT_SCALE, dtype=torch.float32))
         self.backbone = backbone
         self.transformer = transformer
         self.bbox_embed = box_head
@@ -70,7 +67,6 @@ class GAP(nn.Module):
         self.proposal_scorer = proposal_scorer
         self.use_backbone = use_backbone
         self.roi_bins = roi_bins
-        self.num_queries = num_queries
 
     @torch.no_grad()
     def set_logit_scale(self, value: float | Tensor) -> None:
@@ -85,7 +81,7 @@ class GAP(nn.Module):
         if features.dim() != 3 or mask.shape != features.shape[:2] or mask.dtype != torch.bool:
             raise ValueError(f"expected features [B, T, C] and a bool mask [B, T], got "
                              f"{tuple(features.shape)} and {tuple(mask.shape)} {mask.dtype}")
-        batch, length, _ = features.shape
+        length = features.shape[1]
         lengths = length - mask.sum(dim=1)
         pos = self.backbone.position_encoding(mask)
         x = self.backbone.conv_stack(features) if self.use_backbone else features
@@ -120,5 +116,4 @@ class GAP(nn.Module):
                                                            text_embeddings, self.logit_scale)
         outputs["memory"] = memory
         outputs["hs"] = hs
-        outputs["reference_points"] = reference.expand(batch, -1, -1) if reference.dim() == 2 else reference
         return outputs

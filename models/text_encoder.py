@@ -185,10 +185,11 @@ class NpzTextEncoder:
 class ClipTextEncoder:
     """CLIP text tower with a per-class-list disk cache; CLIP is loaded only on a cache miss."""
 
-    def __init__(self, model_name: str = "ViT-B/16", target_type: str = "prompt", device: str = "cpu",
+    def __init__(self, model_name: str = "ViT-B/16", target_type: str = "prompt", device: str | None = "cpu",
                  cache_dir: str | None = DEFAULT_CACHE_DIR, description_file: str | None = None,
                  download_root: str | None = None):
-        from utils.clip_loading import clip_dtype_tag, clip_identity, resolve_device
+        from utils.clip_loading import clip_dtype_tag, clip_identity
+        from utils.run import resolve_device
 
         if target_type not in (*TARGET_TYPES, "none"):  # "none": only logit_scale is used; encode() refuses
             raise TextEmbeddingError(f"target_type {target_type!r} unknown; expected one of {list(TARGET_TYPES)}")
@@ -217,12 +218,15 @@ class ClipTextEncoder:
         digest = hashlib.sha256(self.identity.encode("utf-8")).hexdigest()[:40]
         return self.cache_dir / f"logit_scale_{digest}.json"
 
+    def _cache_file(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"text_{key}.npz"
+
     def cache_path(self, class_names: Sequence[str], descriptions: Mapping | None = None) -> Path | None:
         """Cache file that holds (or will hold) the embeddings of this class list; None without a cache."""
         if self.cache_dir is None:
             return None
         prompts = build_prompts(class_names, self.target_type, descriptions, self.description_file)
-        return self.cache_dir / f"text_{self._key(prompts)}.npz"
+        return self._cache_file(self._key(prompts))
 
     # -- CLIP
     def _clip(self):
@@ -281,7 +285,7 @@ class ClipTextEncoder:
         key = self._key(prompts)
         if key in self._memory:
             return self._memory[key].clone()
-        path = self.cache_dir / f"text_{key}.npz" if self.cache_dir else None
+        path = self._cache_file(key)
         embeddings = self._read_cache(path, class_names, prompts) if path else None
         if embeddings is None:
             embeddings = self._compute(prompts, class_names)

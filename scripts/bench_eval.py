@@ -24,10 +24,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets.targets import sliding_windows  # noqa: E402
 from utils.evaluation import evaluate_detections  # noqa: E402
 
 CLASSES = ["c0", "c1", "c2", "c3", "c4"]
 FFPS = 3.75  # 30 fps / stride 8
+SLICE_SIZE, INFERENCE_OVERLAP = 128, 0.25  # the headline THUMOS14 inference windows (stride 96)
 
 
 def make_ground_truth(rng, videos, durations, n_gt_videos, n_instances):
@@ -69,16 +71,6 @@ def video_case(rng, n_videos, per_video=100, n_gt_videos=50, n_instances=778):
     return items, gt, videos
 
 
-def inference_windows(length, size=128, slide=96):
-    if length <= size:
-        return [(0, length - 1)]
-    n = (length - size) // slide + 1
-    wins = [(i * slide, i * slide + size - 1) for i in range(n)]
-    if (n - 1) * slide + size < length:
-        wins.append((n * slide, length - 1))
-    return wins
-
-
 def window_case(rng, n_videos=208, per_window=100, target_windows=1758):
     videos = [f"video_{i:05d}" for i in range(n_videos)]
     # Snippet lengths drawn so that the total number of windows is close to THUMOS14's 1,758.
@@ -88,7 +80,7 @@ def window_case(rng, n_videos=208, per_window=100, target_windows=1758):
     gt = make_ground_truth(rng, videos, durations, 50, 778)
     items = []
     for v, length in zip(videos, lengths):
-        for s, e in inference_windows(int(length)):
+        for s, e in sliding_windows(int(length), SLICE_SIZE, INFERENCE_OVERLAP, full_tail=False).tolist():
             off, dw = s / FFPS, (e - s) / FFPS
             local = [(a - off, b - off, c) for a, b, c in gt.get(v, []) if a < off + dw and b > off]
             seg, sc, lab = random_detections(rng, per_window, dw, local)

@@ -29,7 +29,6 @@ if __package__ in (None, ""):
 from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model  # noqa: E402
 from utils.config import default_config  # noqa: E402
 
-HEADLINE = HEADLINE_MODEL_FLAGS
 LENGTH = {"thumos14": 128, "anet": 300}
 
 
@@ -75,7 +74,7 @@ def iteration(model, criterion, batch, device, amp, cuda_dtype):
 def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int, cuda_dtype: torch.dtype,
           batch_size: int) -> dict:
     torch.manual_seed(0)
-    cfg = default_config(**HEADLINE[dataset])
+    cfg = default_config(**HEADLINE_MODEL_FLAGS[dataset])
     model = build_model(cfg).to(device).train()
     criterion = build_criterion(cfg)
     batch = synthetic_batch(batch_size, LENGTH[dataset], cfg.hidden_dim, device)
@@ -98,7 +97,7 @@ def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=sorted(HEADLINE), default="thumos14")
+    parser.add_argument("--dataset", choices=sorted(HEADLINE_MODEL_FLAGS), default="thumos14")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)

@@ -91,8 +91,12 @@ def _capture_intermediates(model) -> tuple[dict, list]:
             captured[name] = output.detach()
         return hook
 
+    def keep_reference(module, args, output):  # the decoder returns (hs, reference)
+        captured["reference_points"] = output[1].detach()
+
     handles = [model.backbone.position_encoding.register_forward_hook(keep("pos_embed")),
-               model.input_proj.register_forward_hook(keep("input_proj_out"))]
+               model.input_proj.register_forward_hook(keep("input_proj_out")),
+               model.transformer.decoder.register_forward_hook(keep_reference)]
     if model.use_backbone:
         handles.append(model.backbone.conv_stack.register_forward_hook(keep("backbone_out")))
     if model.refine_decoder is not None:
@@ -146,7 +150,6 @@ def _check_fixture(path: str | Path) -> list[Row]:
         outputs = model(features, mask, text_embeddings=fixture["text_embeddings"].float())
     for handle in handles:
         handle.remove()
-    captured["reference_points"] = outputs["reference_points"]
     for key, reference in fixture["eval"]["outputs"].items():
         rows.append(_abs_row(f"eval.{key}", outputs[key], reference) if key in outputs
                     else Row(f"eval.{key}", float("inf"), "missing", False))

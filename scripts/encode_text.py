@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.annotations import load_descriptions  # noqa: E402
 from models.text_encoder import (  # noqa: E402
     DEFAULT_CACHE_DIR,
     TARGET_TYPES,
@@ -56,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.target_type == "description":
         if not args.description_file_path:
             raise SystemExit("--target_type description needs --description_file_path")
-        descriptions = json.loads(Path(args.description_file_path).read_text())
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        descriptions = load_descriptions(args.description_file_path, required=True)
     encoder = ClipTextEncoder(args.CLIP_model_name, args.target_type, args.device, args.text_cache_dir,
                               args.description_file_path)
     embeddings = encoder.encode(names, descriptions)

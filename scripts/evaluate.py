@@ -22,13 +22,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.annotations import load_annotation_file, load_feature_info, load_ground_truth, rules_for  # noqa: E402
+from datasets.annotations import (  # noqa: E402
+    DatasetRules,
+    ground_truth_from,
+    load_annotation_file,
+    load_feature_info,
+    rules_for,
+)
 from datasets.splits import read_split_classes  # noqa: E402
 from utils.evaluation import EVAL_VIDEOS, SETTINGS, evaluate_merged, load_results_json  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.report import AR_KEYS, metrics_table  # noqa: E402
 
-DEFAULT_SUBSET = {"Thumos14": "test", "Synthetic": "test", "ActivityNet13": "val"}
 DEFAULT_STRIDE = {"Thumos14": 8, "Synthetic": 8, "ActivityNet13": 16}  # the headline configurations
 
 
@@ -58,19 +63,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def video_sets(args, subset: str, video_ids: list[str]) -> tuple[list[str], set[str]]:
+def video_sets(annotations: dict, info: dict | None, subset: str, rules: DatasetRules) -> tuple[list[str], set[str]]:
     """(evaluated, ignored) videos of the subset.
 
-    Evaluated: the datasets' inference videos plus, for ActivityNet13 (whose datasets drop them), the subset
-    videos without ground truth of the evaluated classes, so that `--eval_videos all` can count their
-    detections. Ignored: listed in the subset but never evaluated (Thumos14's hard-coded exclusions, videos
-    absent from --feature_info); their detections are dropped with a warning. Any other video is an error.
+    Evaluated: every subset video the datasets may use (not excluded, listed in --feature_info when given),
+    i.e. the inference videos plus, for ActivityNet13 (whose datasets drop them), the subset videos without
+    ground truth of the evaluated classes, so that `--eval_videos all` can count their detections. Ignored:
+    listed in the subset but never evaluated (Thumos14's hard-coded exclusions, videos absent from
+    --feature_info); their detections are dropped with a warning. Any other video is an error.
     """
-    database = load_annotation_file(args.gt)["database"]
-    listed = {vid for vid, entry in database.items() if entry["subset"] == subset}
-    info = load_feature_info(args.feature_info) if args.feature_info else None
-    excluded = rules_for(args.dataset).excluded_videos
-    evaluated = set(video_ids) | {vid for vid in listed if vid not in excluded and (info is None or vid in info)}
+    listed = {vid for vid, entry in annotations["database"].items() if entry["subset"] == subset}
+    evaluated = {vid for vid in listed if vid not in rules.excluded_videos and (info is None or vid in info)}
     return sorted(evaluated), listed - evaluated
 
 
@@ -82,11 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"error: --classes must list distinct class names, got {args.classes!r}")
     else:
         classes = read_split_classes(args.split_root, args.dataset, args.split, args.split_id, "inference")
-    subset = args.subset or DEFAULT_SUBSET[args.dataset]
+    rules = rules_for(args.dataset)
+    subset = args.subset or rules.subsets["inference"]
     stride = args.feature_stride or DEFAULT_STRIDE[args.dataset]
-    ground_truth, video_ids = load_ground_truth(args.gt, classes, subset, args.dataset,
-                                                feature_info_path=args.feature_info, feature_stride=stride)
-    evaluated, ignored = video_sets(args, subset, video_ids)
+    annotations = load_annotation_file(args.gt)
+    info = load_feature_info(args.feature_info) if args.feature_info is not None else None
+    ground_truth, _ = ground_truth_from(annotations, info, classes, subset, rules, stride, args.gt,
+                                        args.feature_info or "(no info file)")
+    evaluated, ignored = video_sets(annotations, info, subset, rules)
     merged = load_results_json(args.pred, set(evaluated) | ignored, classes)
     skipped = sorted(set(merged) & ignored)
     if skipped:

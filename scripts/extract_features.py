@@ -37,8 +37,9 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.cli import run_cli  # noqa: E402
-from utils.clip_loading import clip_dtype_tag, clip_input_resolution, load_clip, preprocess_frames, resolve_device  # noqa: E402
+from utils.clip_loading import clip_dtype_tag, clip_input_resolution, load_clip, preprocess_frames  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from utils.run import resolve_device  # noqa: E402
 from utils.video import (  # noqa: E402
     REDUCTIONS,
     SnippetAccumulator,
@@ -60,7 +61,7 @@ class ClipFrameEncoder:
     """CLIP image tower applied to batches of decoded uint8 frames; safe to call from several threads (the
     device work is serialised, so videos decoded in parallel share one model)."""
 
-    def __init__(self, model_name: str, device: str | torch.device, download_root: str | None = None):
+    def __init__(self, model_name: str, device: str | torch.device | None, download_root: str | None = None):
         self.device = resolve_device(device)
         self.model = load_clip(model_name, self.device, download_root)
         self.n_px = clip_input_resolution(self.model)
@@ -178,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         return 0
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder = ClipFrameEncoder(args.CLIP_model_name, device, args.clip_download_root)
+    encoder = ClipFrameEncoder(args.CLIP_model_name, args.device, args.clip_download_root)
     import av
 
     _check_settings(out_dir, {

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import DATASETS, prepare_synthetic  # noqa: E402
+from datasets import build_dataset  # noqa: E402
 from datasets.item_dump import compare_dumps, dump_mode, read_dump  # noqa: E402
 from utils.config import ConfigError, config_to_dict, get_args_parser, parse_config  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
@@ -38,12 +38,10 @@ def get_parser():
 
 
 def inspect(cfg, modes: list[str]) -> dict:
-    prepare_synthetic(cfg)
-    dataset_class = DATASETS[cfg.dataset_name]
     out = {"meta": {"kind": "gap-zstal-dataset-dump", "dataset_name": cfg.dataset_name},
            "flags": config_to_dict(cfg), "modes": {}}
     for mode in modes:
-        dataset = dataset_class(cfg, mode, check_features=False)
+        dataset = build_dataset(cfg, mode, check_features=False)
         overlap = None
         if cfg.dataset_name != "ActivityNet13":
             overlap = cfg.slice_overlap if mode == "train" else cfg.inference_slice_overlap

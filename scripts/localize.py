@@ -31,9 +31,10 @@ import torch  # noqa: E402
 
 from models.text_encoder import build_text_encoder, check_embedding_dim, parse_class_list  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.clip_loading import clip_identity, resolve_device  # noqa: E402
+from utils.clip_loading import clip_identity  # noqa: E402
 from utils.config import get_args_parser, parse_config  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
+from utils.run import resolve_device  # noqa: E402
 from utils.video import REDUCTIONS, video_id  # noqa: E402
 
 logger = logging.getLogger("localize")
@@ -94,41 +95,37 @@ def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tenso
     if cfg.dataset_name == "ActivityNet13":  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
         rescale = int(getattr(cfg, "rescale_length", 0) or 0)
         item = rescale_features(tensor, rescale) if rescale else tensor
-        return [(item, {"video_duration": float(info["snippet_duration"]), "time_offset": 0.0, "window": None,
-                        "feature_fps": None})]
+        return [(item, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
+                        "time_offset": 0.0, "window": None, "feature_fps": None})]
     ffps = float(info["video_fps"]) / int(cfg.feature_stride)
     if getattr(cfg, "inference_entire", False):
         windows = np.array([[0, length - 1]])
     else:
         windows = sliding_windows(length, int(cfg.slice_size), float(cfg.inference_slice_overlap), full_tail=False)
     # Window [s, e] spans s/ffps .. e/ffps seconds, its duration (e - s)/ffps (SPEC §3.2, quirk 19).
-    return [(tensor[start:end + 1], {"video_duration": (end - start) / ffps, "time_offset": start / ffps,
-                                     "window": (start, end), "feature_fps": ffps})
+    return [(tensor[start:end + 1], {"video_name": f"window {start}-{end}", "video_duration": (end - start) / ffps,
+                                     "time_offset": start / ffps, "window": (start, end), "feature_fps": ffps})
             for start, end in windows.tolist()]
 
 
 # ------------------------------------------------------------------------------------------------ detection
 
-@torch.no_grad()
-def detect(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, batch_size: int):
-    """Per-item detections shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
-    from datasets.collate import collate_batch
+def detect(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, cfg):
+    """Per-item detections of the evaluation's inference pass (`utils.engine.predict`: `--amp`,
+    `--filter_threshold`), shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
+    from torch.utils.data import DataLoader
 
-    model.eval()
-    text_embeddings = text_embeddings.to(device)
-    segments, scores, labels, owner = [], [], [], []
-    for first in range(0, len(items), batch_size):
-        batch = items[first:first + batch_size]
-        features, mask, targets = collate_batch(batch)
-        outputs = model(features.to(device), mask.to(device), text_embeddings=text_embeddings)
-        durations = torch.tensor([t["video_duration"] for t in targets], dtype=torch.float32, device=device)
-        for k, (target, det) in enumerate(zip(targets, postprocessor(outputs, durations))):
-            segments.append(det["segments"].double().cpu().numpy() + target["time_offset"])
-            scores.append(det["scores"].double().cpu().numpy())
-            labels.append(det["labels"].cpu().numpy().astype(np.int64))
-            owner.append(np.full(len(scores[-1]), first + k, dtype=np.int64))
-    return (np.concatenate(segments).reshape(-1, 2), np.concatenate(scores), np.concatenate(labels),
-            np.concatenate(owner))
+    from datasets.collate import collate_batch
+    from utils.engine import predict
+
+    loader = DataLoader(items, batch_size=int(cfg.batch_size), collate_fn=collate_batch)
+    records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp, desc="localize",
+                      filter_threshold=cfg.filter_threshold)
+    segments = [r["segments"].astype(np.float64).reshape(-1, 2) + r["time_offset"] for r in records]
+    scores = [r["scores"].astype(np.float64) for r in records]
+    labels = [r["labels"].astype(np.int64) for r in records]
+    owner = np.repeat(np.arange(len(records)), [len(r) for r in scores])
+    return np.concatenate(segments), np.concatenate(scores), np.concatenate(labels), owner
 
 
 def merge_detections(segments, scores, labels, owner, items, nms_threshold: float):
@@ -276,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{cfg.hidden_dim}: use the CLIP model the checkpoint was trained with")
 
     items = model_items(features, info, cfg)
-    detections = detect(model, build_postprocessor(cfg), items, text_embeddings, device, int(cfg.batch_size))
+    detections = detect(model, build_postprocessor(cfg), items, text_embeddings, device, cfg)
     segments, scores, labels = merge_detections(*detections, items, cfg.nms_threshold)
 
     json_path = atomic_write_json(out_dir / f"{vid}_detections.json",

@@ -14,6 +14,7 @@ per split, then mean and standard deviation) and a plot of per-split average mAP
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -27,10 +28,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from utils.config import get_args_parser, parse_config  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
+from utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from utils.paths import RunPaths  # noqa: E402
-
-TABLE_AR_KEYS = ("AR@10", "AR@25", "AR@40")
+from utils.report import metric_columns  # noqa: E402
 
 
 def parse_split_ids(text: str) -> list[int]:
@@ -62,10 +62,6 @@ def split_model_name(model_name: str, split_id: int) -> str:
 
 def split_paths(output_root: str, dataset: str, model_name: str, split_id: int) -> RunPaths:
     return RunPaths(Path(output_root), dataset, split_model_name(model_name, split_id))
-
-
-def metrics_path(output_root: str, dataset: str, model_name: str, split_id: int) -> Path:
-    return split_paths(output_root, dataset, model_name, split_id).results_dir / "test_metrics.json"
 
 
 def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_file: Path, log_dir: Path,
@@ -104,14 +100,13 @@ def aggregate(per_split: dict[int, dict]) -> dict:
     if not per_split:
         raise ValueError("no finished split to aggregate")
     first = next(iter(per_split.values()))
-    columns = [f"mAP@{t:.2f}" for t in first["iou_range"]] + ["avg mAP"] + list(TABLE_AR_KEYS)
+    columns = metric_columns(first)[0]
     rows = {}
     for split_id in sorted(per_split):
         metrics = per_split[split_id]
         if list(metrics["iou_range"]) != list(first["iou_range"]):
             raise ValueError(f"split {split_id} was evaluated at other tIoU thresholds than the others")
-        rows[split_id] = [100 * v for v in metrics["mAP_per_tiou"]] + [100 * metrics["average_mAP"]] + \
-            [100 * metrics[k] for k in TABLE_AR_KEYS]
+        rows[split_id] = metric_columns(metrics)[1]
     matrix = np.array(list(rows.values()), dtype=np.float64)
     return {"columns": columns, "rows": rows, "mean": matrix.mean(axis=0).tolist(),
             "std": matrix.std(axis=0).tolist()}
@@ -155,12 +150,10 @@ def plot_average_map(table: dict, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -181,11 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
     if own_args.jobs < 1:
         raise SystemExit("--jobs must be at least 1")
     out_dir = Path(cfg.output_root) / "results" / cfg.dataset_name / f"{cfg.model_name}_splits"
-    done = {i: metrics_path(cfg.output_root, cfg.dataset_name, cfg.model_name, i) for i in own_args.split_ids}
+    paths = {i: split_paths(cfg.output_root, cfg.dataset_name, cfg.model_name, i) for i in own_args.split_ids}
+    done = {i: split.test_metrics for i, split in paths.items()}
     with ThreadPoolExecutor(max_workers=own_args.jobs) as pool:
         futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, done[i], out_dir / "logs",
-                                  split_paths(cfg.output_root, cfg.dataset_name, cfg.model_name, i).state)
-                   for i in own_args.split_ids}
+                                  split.state)
+                   for i, split in paths.items()}
         failures = {}
         for split_id, future in futures.items():
             try:

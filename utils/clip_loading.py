@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from utils.run import resolve_device
+
 with warnings.catch_warnings():
     # openai-clip imports pkg_resources, which warns about its own deprecation on import.
     warnings.simplefilter("ignore", UserWarning)
@@ -42,16 +44,6 @@ class ClipModelNotFoundError(ValueError):
 
 def available_clip_models() -> list[str]:
     return list(clip.available_models())
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`cuda` falls back to CPU (with a warning) on machines without a GPU; CPU CLIP runs in float32."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(f"device {device} requested but CUDA is not available: running CLIP on CPU in float32 "
-                      "(text features differ slightly from the float16 GPU numbers)", stacklevel=2)
-        return torch.device("cpu")
-    return device
 
 
 def clip_dtype_tag(device: torch.device) -> str:
@@ -130,7 +122,8 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_clip(name_or_path: str, device: str | torch.device = "cpu", download_root: str | None = None):
-    """CLIP model in eval mode: float16 weights on CUDA (as openai-clip), float32 on CPU."""
+    """CLIP model in eval mode: float16 weights on CUDA (as openai-clip), float32 on CPU (also where CUDA was
+    asked for but is missing: the features then differ slightly from the float16 GPU numbers)."""
     device = resolve_device(device)
     path = resolve_clip_file(name_or_path, download_root)
     state_dict = read_clip_state_dict(path)

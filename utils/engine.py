@@ -60,9 +60,10 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
         losses = criterion(outputs, targets)
         total = sum(losses[key] * weight for key, weight in weight_dict.items() if key in losses)
         total_value = float(total.detach())
+        values = {key: float(value.detach()) for key, value in losses.items()}  # read once: sums, log, error
         if not math.isfinite(total_value):
             raise NonFiniteLossError(f"epoch {epoch} iteration {iterations}: loss is {total_value}; "
-                                     f"components: { {k: float(v) for k, v in losses.items()} }")
+                                     f"components: {values}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if clip_max_norm > 0:
@@ -71,15 +72,14 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
 
         iterations += 1
         sums["loss"] += total_value
-        for key, value in losses.items():
-            sums[key] += float(value.detach())
+        for key, value in values.items():
+            sums[key] += value
         progress.set_postfix(loss=f"{total_value:.4f}")
         if logger is not None and log_every and iterations % log_every == 0:
             # as the original's log: the weighted total, then every loss unscaled and scaled (DEBUG: file only)
             logger.debug(f"epoch {epoch} iter {iterations}/{len(loader)} loss {total_value:.4f} | unscaled "
-                         + " ".join(f"{k} {float(v):.4f}" for k, v in losses.items()) + " | scaled "
-                         + " ".join(f"{k} {float(losses[k]) * w:.4f}" for k, w in weight_dict.items()
-                                    if k in losses))
+                         + " ".join(f"{k} {v:.4f}" for k, v in values.items()) + " | scaled "
+                         + " ".join(f"{k} {values[k] * w:.4f}" for k, w in weight_dict.items() if k in values))
     return {key: value / max(iterations, 1) for key, value in sums.items()}
 
 
@@ -119,11 +119,12 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
 
 
 def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
-             device: torch.device, cfg, eval_videos: str | None = None, amp: bool = False,
+             device: torch.device, cfg, eval_videos: str | None = None,
              records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
-    """Predict (unless `records` are given) and score; returns (metrics, merged detections, records)."""
+    """Predict (unless `records` are given; `--amp`, `--filter_threshold`) and score under `eval_videos`
+    (default `--eval_videos`); returns (metrics, merged detections, records)."""
     if records is None:
-        records = predict(model, postprocessor, loader, text_embeddings, device, amp=amp,
+        records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp,
                           filter_threshold=cfg.filter_threshold)
     window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
         and not cfg.inference_entire

@@ -110,6 +110,19 @@ def _check_rows(where: str, segments: np.ndarray, scores: np.ndarray, labels: np
                              f"label {labels[row]})")
 
 
+def _stack_rows(where: str, owners: list[str], segs: list, scores: list, labels: list, num_classes: int):
+    """Concatenate per-owner columns (one list entry per owner) and validate them with `_check_rows`.
+
+    Returns ``(segments [n, 2], scores [n], labels [n], owner_of_row [n])``.
+    """
+    owner_of_row = np.repeat(np.arange(len(owners)), [len(s) for s in scores])
+    segments = np.concatenate(segs) if segs else np.zeros((0, 2))
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    label = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    _check_rows(where, segments, score, label, num_classes, owners, owner_of_row)
+    return segments, score, label, owner_of_row
+
+
 def _ground_truth_arrays(ground_truth: Mapping[str, Any], index: dict[str, int], classes: list[str]):
     class_index = {c: i for i, c in enumerate(classes)}
     video, segs, labels = [], [], []
@@ -137,7 +150,7 @@ def _collect_items(item_detections: list[Mapping[str, Any]], index: dict[str, in
                    need_windows: bool):
     """Per-item records -> flat table in video seconds, rows ordered by (video, window start, score desc)."""
     names, item_video, item_start, item_end, item_fps, offsets = [], [], [], [], [], []
-    segs, scores, labels, counts = [], [], [], []
+    segs, scores, labels = [], [], []
     for k, rec in enumerate(item_detections):
         name = str(rec.get("video_name", f"item {k}"))
         src = rec.get("src_video_name") or rec.get("video_name")
@@ -172,13 +185,7 @@ def _collect_items(item_detections: list[Mapping[str, Any]], index: dict[str, in
         segs.append(seg)
         scores.append(sc)
         labels.append(lab.astype(np.int64))
-        counts.append(n)
-    counts = np.asarray(counts, np.int64)
-    item_of_row = np.repeat(np.arange(len(names)), counts)
-    segments = np.concatenate(segs) if segs else np.zeros((0, 2))
-    score = np.concatenate(scores) if scores else np.zeros(0)
-    label = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    _check_rows("item detections", segments, score, label, num_classes, names, item_of_row)
+    segments, score, label, item_of_row = _stack_rows("item detections", names, segs, scores, labels, num_classes)
     # Window detections are item-relative: shift to video time in float64 (as the original's table does).
     segments = segments + np.asarray(offsets, np.float64)[item_of_row][:, None]
     item_video = np.asarray(item_video, np.int64)
@@ -225,21 +232,21 @@ def _table_from_merged(merged: Mapping[str, Mapping[str, Any]], index: dict[str,
         segs.append(seg)
         scores.append(sc)
         labels.append(lab)
-    counts = [len(s) for s in scores]
-    segments = np.concatenate(segs) if segs else np.zeros((0, 2))
-    score = np.concatenate(scores) if scores else np.zeros(0)
-    label = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    owner = np.repeat(np.arange(len(vids)), counts)
-    _check_rows("merged detections", segments, score, label, num_classes, vids, owner)
+    segments, score, label, owner = _stack_rows("merged detections", vids, segs, scores, labels, num_classes)
     video = np.asarray([index[v] for v in vids], np.int64)[owner]
     return _Table(video, np.zeros(len(score), np.int64), segments, score, label)
 
 
 # ------------------------------------------------------------------------------------------ scoring
 
-def _check_eval_videos(eval_videos: str) -> None:
+def _prepare(ground_truth: Mapping[str, Any], video_ids: Iterable[str], classes: list[str], dataset_name: str,
+             eval_videos: str):
+    """Checked arguments of both entry points: (settings, sorted video ids, their index, GT arrays)."""
+    settings = eval_settings(dataset_name)
     if eval_videos not in EVAL_VIDEOS:
         raise ValueError(f"eval_videos must be one of {EVAL_VIDEOS}, got {eval_videos!r}")
+    videos, index = _video_index(video_ids)
+    return settings, videos, index, _ground_truth_arrays(ground_truth, index, classes)
 
 
 def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], classes: list[str],
@@ -248,8 +255,8 @@ def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], c
         raise ValueError("no ground-truth instance of the evaluated classes: AP and AR are undefined")
     has_gt = np.zeros(len(videos), dtype=bool)
     has_gt[gt_video] = True
-    on_gt_video = has_gt[table.video]
-    scored = table if eval_videos == "all" else table.take(np.flatnonzero(on_gt_video))
+    on_gt_videos = table.take(np.flatnonzero(has_gt[table.video]))
+    scored = table if eval_videos == "all" else on_gt_videos
     if len(table.video) == 0:
         warnings.warn("no detections to evaluate: every AP and AR is 0", stacklevel=3)
 
@@ -264,8 +271,7 @@ def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], c
     # it resets the warning registry, so the warning above would repeat at every evaluation of a run
     rated = ap[~np.isnan(ap).all(axis=1)]
     per_tiou = rated.mean(axis=0) if len(rated) else np.full(len(tious), np.nan)
-    rows = np.flatnonzero(on_gt_video)
-    ar = average_recall(table.video[rows], table.segments[rows], table.scores[rows], gt_video, gt_segments,
+    ar = average_recall(on_gt_videos.video, on_gt_videos.segments, on_gt_videos.scores, gt_video, gt_segments,
                         settings.ar_tiou_thresholds)
 
     metrics = {
@@ -305,10 +311,7 @@ def evaluate_detections(item_detections: list[Mapping[str, Any]], ground_truth: 
     evaluated video, with or without ground truth. Window fusion runs for the Thumos14-style datasets when
     `window_fusion` is set and the items carry windows (inference_entire items have none).
     """
-    settings = eval_settings(dataset_name)
-    _check_eval_videos(eval_videos)
-    videos, index = _video_index(video_ids)
-    gt = _ground_truth_arrays(ground_truth, index, classes)
+    settings, videos, index, gt = _prepare(ground_truth, video_ids, classes, dataset_name, eval_videos)
     windows = any(rec.get("window") is not None for rec in item_detections)
     fuse = window_fusion and settings.window_fusion and windows
     table, items = _collect_items(item_detections, index, len(classes), need_windows=fuse)
@@ -325,10 +328,7 @@ def evaluate_merged(merged: Mapping[str, Mapping[str, Any]], ground_truth: Mappi
                     video_ids: Iterable[str], classes: list[str], dataset_name: str,
                     eval_videos: str = "gt") -> dict:
     """Score an already merged table (see module docstring), e.g. from `load_results_json`."""
-    settings = eval_settings(dataset_name)
-    _check_eval_videos(eval_videos)
-    videos, index = _video_index(video_ids)
-    gt = _ground_truth_arrays(ground_truth, index, classes)
+    settings, videos, index, gt = _prepare(ground_truth, video_ids, classes, dataset_name, eval_videos)
     table = _table_from_merged(merged, index, len(classes))
     metrics = _score(table, *gt, videos, classes, settings, dataset_name, eval_videos)
     metrics["window_fusion"] = False

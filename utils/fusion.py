@@ -87,11 +87,11 @@ def cross_window_fusion(det_video, det_item, segments, scores, labels,
     det_item = np.asarray(det_item, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    item_video = np.asarray(item_video)
     n_items = len(item_video)
     used = np.bincount(det_item, minlength=n_items) > 0
-    reg_video, r0, r1, _, _ = overlap_regions(np.asarray(item_video), np.asarray(item_start, np.float64),
-                                              np.asarray(item_end, np.float64),
-                                              np.asarray(item_fps, np.float64), used)
+    reg_video, r0, r1, _, _ = overlap_regions(item_video, np.asarray(item_start, np.float64),
+                                              np.asarray(item_end, np.float64), np.asarray(item_fps, np.float64), used)
     n_reg = len(r0)
 
     # Candidate (window, region) pairs: the region overlaps the extent of that window's detections.
@@ -100,7 +100,7 @@ def cross_window_fusion(det_video, det_item, segments, scores, labels,
     np.minimum.at(ext0, det_item, segments[:, 0])
     np.maximum.at(ext1, det_item, segments[:, 1])
     items_used = np.flatnonzero(used)
-    wi, wr = pairs_with_equal_keys(np.asarray(item_video)[items_used], reg_video)
+    wi, wr = pairs_with_equal_keys(item_video[items_used], reg_video)
     wi = items_used[wi]
     near = _touches(ext0[wi], ext1[wi], r0[wr], r1[wr])
     wi, wr = wi[near], wr[near]

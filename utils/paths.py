@@ -42,6 +42,16 @@ class RunPaths:
         return self.root / "results" / self.dataset / self.model
 
     @property
+    def test_metrics(self) -> Path:
+        """test.py's metrics file; scripts/run_splits.py takes it as the mark of a finished split."""
+        return self.results_dir / "test_metrics.json"
+
+    def detections(self, epoch: int) -> Path:
+        """`--save_result` detections of an epoch (-1: test.py), named as the original names them."""
+        subset = "val" if self.dataset == "ActivityNet13" else "test"
+        return self.results_dir / f"detection_{subset}_{epoch}_raw.json"
+
+    @property
     def csv(self) -> Path:
         return self.root / "results" / "excel" / self.dataset / f"{self.model}_results.csv"
 

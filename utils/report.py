@@ -9,11 +9,17 @@ AR_KEYS = ("AR@1", "AR@5", "AR@10", "AR@25", "AR@40", "AR@50", "AR@100")
 SUMMARY_AR_KEYS = ("AR@10", "AR@25", "AR@40")
 
 
-def metrics_table(metrics: dict, title: str = "", ar_keys=SUMMARY_AR_KEYS) -> str:
-    """Per-tIoU mAP, average mAP, AR@AN (in %), as an aligned text table."""
+def metric_columns(metrics: dict, ar_keys=SUMMARY_AR_KEYS) -> tuple[list[str], list[float]]:
+    """Column names and values (in %) of the result tables: per-tIoU mAP, average mAP, then `ar_keys`."""
     header = [f"mAP@{t:.2f}" for t in metrics["iou_range"]] + ["avg mAP"] + list(ar_keys)
     values = [100 * v for v in metrics["mAP_per_tiou"]] + [100 * metrics["average_mAP"]]
     values += [100 * metrics[key] for key in ar_keys]
+    return header, values
+
+
+def metrics_table(metrics: dict, title: str = "", ar_keys=SUMMARY_AR_KEYS) -> str:
+    """Per-tIoU mAP, average mAP, AR@AN (in %), as an aligned text table."""
+    header, values = metric_columns(metrics, ar_keys)
     widths = [max(len(h), 7) for h in header]
     lines = [title] if title else []
     lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
@@ -27,20 +33,23 @@ PROTOCOL_LABELS = {
 }
 
 
+def other_protocol(eval_videos: str) -> str:
+    """The `--eval_videos` protocol reported beside the chosen one."""
+    return "all" if eval_videos == "gt" else "gt"
+
+
 def summary_block(selected: dict, other: dict | None, selection: str, epoch: int, eval_videos: str = "gt") -> str:
     """The final summary: the selected epoch, how it was chosen, and the other evaluation protocol beside it."""
     parts = [metrics_table(selected, f"Selected epoch {epoch} ({selection}); {PROTOCOL_LABELS[eval_videos]}")]
     if other is not None:
-        other_protocol = "all" if eval_videos == "gt" else "gt"
-        parts.append(metrics_table(other, f"Same epoch, {PROTOCOL_LABELS[other_protocol]}"))
+        parts.append(metrics_table(other, f"Same epoch, {PROTOCOL_LABELS[other_protocol(eval_videos)]}"))
     return "\n".join(parts)
 
 
 def csv_row(epoch: int, metrics: dict) -> str:
     """The original's CSV row: epoch, AP per tIoU, mAP, AR@1..AR@100, AUC (all x100, 6 decimals)."""
-    values = list(metrics["mAP_per_tiou"]) + [metrics["average_mAP"]] + [metrics[k] for k in AR_KEYS]
-    values.append(metrics["AUC"])
-    return ",".join([str(epoch)] + [f"{100 * v:.6f}" for v in values])
+    values = metric_columns(metrics, AR_KEYS)[1] + [100 * metrics["AUC"]]
+    return ",".join([str(epoch)] + [f"{v:.6f}" for v in values])
 
 
 def append_csv_row(path: Path, epoch: int, metrics: dict) -> None:

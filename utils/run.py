@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.collate import collate_batch
+from models.text_encoder import check_embedding_dim
+from utils.config import default_device
 from utils.logging import get_logger
 
 
@@ -23,9 +25,10 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = True
 
 
-def resolve_device(name: str) -> torch.device:
-    """The requested device; CUDA requested on a machine without it falls back to CPU with a clear message."""
-    device = torch.device(name)
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """The requested device (None: CUDA when available, else CPU); CUDA requested on a machine without it
+    falls back to CPU with a clear message. The one device resolution of the project (CLIP loading uses it too)."""
+    device = torch.device(default_device() if name is None else name)
     if device.type == "cuda" and not torch.cuda.is_available():
         get_logger().warning(f"--device {name} requested but CUDA is not available here: running on cpu")
         return torch.device("cpu")
@@ -39,11 +42,8 @@ def make_loader(dataset, cfg, train: bool, generator: torch.Generator | None = N
                       persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
 
 
-def text_embeddings_for(cfg, dataset, text_encoder, feature_dim: int) -> torch.Tensor:
-    """Class text embeddings of `dataset.classes`, checked against the feature dimension."""
-    from models.text_encoder import check_embedding_dim
-
+def text_embeddings_for(dataset, text_encoder) -> torch.Tensor:
+    """Class text embeddings of `dataset.classes`, checked against the dataset's feature dimension."""
     embeddings = text_encoder.encode(dataset.classes, dataset.descriptions)
-    source = cfg.text_embeddings or cfg.CLIP_model_name
-    check_embedding_dim(embeddings, feature_dim, source)
+    check_embedding_dim(embeddings, dataset.feature_dim, text_encoder.source)
     return embeddings
