@@ -29,7 +29,7 @@ from utils.config import (
     get_args_parser,
     parse_config,
 )
-from utils.engine import evaluate, train_one_epoch
+from utils.engine import evaluate, evaluate_both_protocols, train_one_epoch
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
@@ -189,9 +189,7 @@ def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, devi
 
 def evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device) -> tuple[dict, dict]:
     """Test-set metrics under `--eval_videos` and under the other protocol, from the same detections."""
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg)
-    other, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg,
-                           eval_videos=other_protocol(cfg.eval_videos), records=records)
+    metrics, other, merged = evaluate_both_protocols(model, postprocessor, loader, dataset, text, device, cfg)
     return {"test": metrics, "test_other": other}, merged
 
 

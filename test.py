@@ -13,7 +13,7 @@ from models.build import build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import load_model_weights
 from utils.config import config_notes, get_args_parser, parse_config
-from utils.engine import evaluate
+from utils.engine import evaluate_both_protocols
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
@@ -43,10 +43,9 @@ def main(argv=None) -> dict:
                 f"truth), classes {dataset.classes}")
 
     postprocessor = build_postprocessor(cfg)
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text, device, cfg)
+    metrics, other_metrics, merged = evaluate_both_protocols(model, postprocessor, loader, dataset, text, device,
+                                                             cfg)
     other = other_protocol(cfg.eval_videos)
-    other_metrics, _, _ = evaluate(model, postprocessor, loader, dataset, text, device, cfg, eval_videos=other,
-                                   records=records)
 
     logger.info("\n" + metrics_table(metrics, f"{ckpt} (eval_videos={cfg.eval_videos})", ar_keys=AR_KEYS))
     logger.info(f"AUC {100 * metrics['AUC']:.2f}")

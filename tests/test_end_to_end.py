@@ -22,6 +22,7 @@ import main as train_main
 import test as test_main
 from datasets import build_dataset, ensure_synthetic_dataset
 from tests.conftest import REPO_ROOT
+from utils import engine
 from utils.checkpoint import CheckpointError
 from utils.config import load_config
 from utils.evaluation import evaluate_detections
@@ -201,14 +202,14 @@ def test_held_out_videos_is_seeded_bounded_and_stratified():
 
 def test_zero_map_first_evaluation_does_not_crash(tiny_config, tmp_path, monkeypatch):
     """The original raised KeyError when no evaluation ever beat 0 mAP; here epoch 0 becomes the best."""
-    real_evaluate = train_main.evaluate
+    real_evaluate = engine.evaluate
 
     def zero_evaluate(*args, **kwargs):
         metrics, merged, records = real_evaluate(*args, **kwargs)
         zeroed = {**metrics, "average_mAP": 0.0, "mAP_per_tiou": [0.0] * len(metrics["mAP_per_tiou"])}
         return zeroed, merged, records
 
-    monkeypatch.setattr(train_main, "evaluate", zero_evaluate)
+    monkeypatch.setattr(engine, "evaluate", zero_evaluate)  # the test-set evaluation goes through the engine
     result = _train(tiny_config, tmp_path, "--epochs", "2")
     assert result["best"]["epoch"] == 0 and result["best"]["test"]["average_mAP"] == 0.0
     assert (tmp_path / "ckpt/Synthetic/best_tiny.pkl").is_file()

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.evaluation import evaluate_detections
+from utils.report import other_protocol
 
 
 class NonFiniteLossError(RuntimeError):
@@ -132,3 +133,15 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
         records, dataset.ground_truth, dataset.video_ids, dataset.classes, cfg.dataset_name,
         eval_videos=eval_videos or cfg.eval_videos, window_fusion=window_fusion)
     return metrics, merged, records
+
+
+def evaluate_both_protocols(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
+                            device: torch.device, cfg) -> tuple[dict, dict, dict]:
+    """One prediction pass scored under `--eval_videos` and under the other protocol.
+
+    Returns (metrics, metrics of the other protocol, merged detections).
+    """
+    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text_embeddings, device, cfg)
+    other, _, _ = evaluate(model, postprocessor, loader, dataset, text_embeddings, device, cfg,
+                           eval_videos=other_protocol(cfg.eval_videos), records=records)
+    return metrics, other, merged
