@@ -6,6 +6,7 @@ epochs (train, evaluate, select, checkpoint) -> summary.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -16,12 +17,15 @@ from models.build import build_criterion, build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import (
     load_training_state,
-    read_state_dict,
+    load_weights,
     restore_rng_states,
     save_state_dict,
     save_training_state,
 )
+from utils.cli import run_cli
 from utils.config import (
+    ConfigError,
+    check_ranges,
     config_differences,
     config_notes,
     config_to_dict,
@@ -31,11 +35,12 @@ from utils.config import (
 )
 from utils.engine import evaluate, evaluate_both_protocols, train_one_epoch
 from utils.evaluation import results_json
-from utils.io import atomic_write_json
-from utils.logging import setup_logger
-from utils.paths import run_paths
+from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
+from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
+from utils.paths import RunLock, move_outputs_aside, run_paths
 from utils.report import (
     append_csv_row,
+    check_csv_rows,
     log_scalars,
     metrics_table,
     other_protocol,
@@ -51,6 +56,14 @@ from utils.run import (
 )
 from utils.selection import SELECTION_LABELS, split_validation
 
+logger = get_logger()
+
+# Flags that may differ on --resume besides the run-independent ones (device, workers, ...): a longer
+# --epochs continues the run; the rest only decide where or whether extra files go.
+RESUME_MAY_CHANGE = ("epochs", "save_result", "output_root", "text_cache_dir", "clip_download_root")
+# Refused on --resume, with the reason: the optimizer and scheduler are restored with their saved values.
+OPTIMIZER_FLAGS = ("lr", "lr_backbone", "weight_decay", "lr_drop", "clip_max_norm")
+
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """AdamW with the original's two groups: parameters named *backbone* get `lr_backbone`."""
@@ -61,17 +74,17 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 
 
 def main(argv=None) -> dict:
+    setup_logger()  # console now; the run's log file opens once everything is validated
     cfg = parse_config(argv, get_args_parser("Train GAP for zero-shot temporal action localization"))
+    check_ranges(cfg, training=True)
     paths = run_paths(cfg)
-    logger = setup_logger(paths.log, append=bool(cfg.resume))
-    logger.info("command configuration:\n" + "\n".join(f"  {k}: {v}" for k, v in config_to_dict(cfg).items()))
-    for note in config_notes(cfg):
-        logger.info(f"note: {note}")
-    dump_config(cfg, paths.config)
-    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    check_writable_location(paths.root, "--output_root")
+    state = load_resume_state(cfg, paths) if cfg.resume else None
+    check_run_name_free(cfg, paths)
+    seed_everything(cfg.seed)
 
-    # data
+    # data (every file is validated here, before anything is written)
     train_set = build_dataset(cfg, "train")
     test_set = build_dataset(cfg, "inference")
     val_set = None
@@ -79,14 +92,14 @@ def main(argv=None) -> dict:
         train_set, val_set = split_validation(cfg, train_set)
     shuffle_generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = make_loader(train_set, cfg, train=True, generator=shuffle_generator)
+    if len(train_loader) == 0:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: the training set has {len(train_set)} items and the last "
+                          f"partial batch is dropped (as the original), so an epoch would train 0 iterations; use "
+                          f"--batch_size {len(train_set)} or less")
     test_loader = make_loader(test_set, cfg, train=False)
     # seen-class evaluation loaders: the training set unshuffled (--train_interval), held-out videos (--select_on val)
     train_eval_loader = make_loader(train_set, cfg, train=False) if cfg.train_interval != -1 else None
     val_loader = make_loader(val_set, cfg, train=False) if val_set is not None else None
-    logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
-                f"{train_set.classes}")
-    logger.info(f"inference: {len(test_set)} items, {len(test_set.ground_truth)} videos with ground truth, "
-                f"classes {test_set.classes}")
 
     # text embeddings (computed once, cached) and model
     text_encoder = build_text_encoder(cfg)
@@ -95,38 +108,84 @@ def main(argv=None) -> dict:
     train_text = text_embeddings_for(train_set, text_encoder) if train_eval_loader is not None else None
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
-    model.to(device)
-    criterion = build_criterion(cfg).to(device)
+    criterion = build_criterion(cfg)
     postprocessor = build_postprocessor(cfg)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop, gamma=0.1)
-    logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
-                f"{' with AMP' if cfg.amp else ''}")
-
-    start_epoch, best, history = 0, None, []
-    if cfg.resume:
-        state = load_training_state(cfg.resume)
-        model.load_state_dict(state["model"])
+    start_epoch, best, best_weights, history = 0, None, None, []
+    if state is not None:
+        load_weights(model, state["model"], f"--resume {cfg.resume}")
+        model.to(device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        shuffle_generator.set_state(state["shuffle_generator"])
-        restore_rng_states(state["rng"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
-        logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch}")
-        differing = config_differences(state.get("config", {}), cfg)
-        if differing:
-            logger.warning("resuming with flags that differ from the saved run (saved -> now): " + "; ".join(
-                f"{key} {old!r} -> {new!r}" for key, (old, new) in differing.items()))
-        dropped = truncate_csv(paths.csv, state["epoch"])
-        if dropped:
-            logger.info(f"dropped {dropped} CSV row(s) of epochs after {state['epoch']} (the kill came before "
-                        "their state was saved; they are evaluated again)")
+        best_weights = state.get("best_model")
+    model.to(device)
+    criterion.to(device)
+
+    # validated: from here on the run writes, holding its lock
+    lock = RunLock(paths.lock).acquire(cfg.model_name)
+    try:
+        check_run_name_free(cfg, paths)  # again, under the lock: a run of this name may have just finished
+        moved = move_outputs_aside(paths) if cfg.overwrite and not cfg.resume else None
+        stale = paths.stale_temp_files()
+        for path in stale:
+            path.unlink()
+        attach_log_file(paths.log)
+        if moved is not None:
+            logger.info(f"--overwrite: the earlier outputs of {cfg.model_name} were moved to {moved}")
+        if stale:
+            logger.info(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                        + ", ".join(str(p) for p in stale))
+        logger.info("command configuration:\n" + "\n".join(f"  {k}: {v}" for k, v in config_to_dict(cfg).items()))
+        for note in config_notes(cfg):
+            logger.info(f"note: {note}")
+        dump_config(cfg, paths.config)
+        logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
+                    f"{train_set.classes}")
+        logger.info(f"inference: {len(test_set)} items, {len(test_set.ground_truth)} videos with ground truth, "
+                    f"classes {test_set.classes}")
+        logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+                    f"{' with AMP' if cfg.amp else ''}")
+        if state is not None:
+            shuffle_generator.set_state(state["shuffle_generator"])
+            restore_rng_states(state["rng"])
+            logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch} of {cfg.epochs}")
+            if best is not None and best_weights is not None:
+                publish_best(paths, cfg, best, best_weights)  # repairs a kill between the state and best_ writes
+            dropped = truncate_csv(paths.csv, state["epoch"])
+            if dropped:
+                logger.info(f"dropped {dropped} CSV row(s) of epochs after {state['epoch']} (the kill came before "
+                            "their state was saved; they are evaluated again)")
+        result = train_epochs(cfg, locals())
+    finally:
+        lock.release()
+    close_logger()
+    return result
+
+
+def train_epochs(cfg, run: dict) -> dict:
+    """The epochs loop (train, evaluate, select, checkpoint) and the summary; `run` holds main()'s objects."""
+    paths, model, optimizer, scheduler, device = run["paths"], run["model"], run["optimizer"], run["scheduler"], \
+        run["device"]
+    postprocessor, test_loader, test_set, test_text = run["postprocessor"], run["test_loader"], run["test_set"], \
+        run["test_text"]
+    train_eval_loader, val_loader = run["train_eval_loader"], run["val_loader"]
+    best, best_weights, history, start_epoch = run["best"], run["best_weights"], run["history"], run["start_epoch"]
+    shuffle_generator = run["shuffle_generator"]
+
+    def save_state(epoch: int) -> None:
+        save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch, best=best, best_model=best_weights,
+                            history=history, shuffle_generator=shuffle_generator.get_state(),
+                            config=config_to_dict(cfg))
 
     writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
     selection = SELECTION_LABELS[cfg.select_on]
+    epoch = start_epoch - 1
     for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
                         dynamic_ncols=True):
-        losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
+        losses = train_one_epoch(model, run["criterion"], run["train_loader"], optimizer, device, epoch,
                                  cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
         scheduler.step()
@@ -138,8 +197,8 @@ def main(argv=None) -> dict:
         entry = {"epoch": epoch, "losses": losses}
         if train_eval_loader is not None and epoch % cfg.train_interval == 0:
             # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
-            train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, train_set, train_text, device,
-                                           cfg)
+            train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, run["train_set"],
+                                           run["train_text"], device, cfg)
             entry["train_eval"] = train_metrics
             log_scalars(writer, "train_eval", train_metrics, epoch)
             logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
@@ -147,30 +206,80 @@ def main(argv=None) -> dict:
             entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
                                         device, paths, writer, logger))
         if val_loader is not None:
-            val_metrics, _, _ = evaluate(model, postprocessor, val_loader, val_set, val_text, device, cfg)
+            val_metrics, _, _ = evaluate(model, postprocessor, val_loader, run["val_set"], run["val_text"], device,
+                                         cfg)
             entry["val"] = val_metrics
             log_scalars(writer, "val", val_metrics, epoch)
             logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
         score = selection_score(cfg.select_on, entry)
-        if score is not None and (best is None or score > best["score"]):
+        improved = score is not None and (best is None or score > best["score"])
+        if improved:
             best = {"score": score, "epoch": epoch, "test": entry.get("test"),
                     "test_other": entry.get("test_other")}
-            save_state_dict(model, paths.best)
+            best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+        history.append(entry)
+        # the state (with the best weights) is written first: best_<model>.pkl and best_metrics.json are
+        # derived from it, so a kill anywhere in between is repaired by --resume
+        save_state(epoch)
+        if improved:
+            publish_best(paths, cfg, best, best_weights)
             logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
         if best is not None:
             score_text = "" if cfg.select_on == "last" else f", {cfg.select_on} average mAP {100 * best['score']:.2f}"
             logger.info(f"best so far: epoch {best['epoch']}{score_text}")
-        history.append(entry)
-        save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, best=best, history=history,
-                            shuffle_generator=shuffle_generator.get_state(), config=config_to_dict(cfg))
-    if best is not None and best.get("test") is None and paths.best.is_file():
+    if best is not None and best.get("test") is None and best_weights is not None:
         # val/last selection chose an epoch without a test evaluation (test_interval > 1 or -1): evaluate it now
         logger.info(f"evaluating the selected epoch {best['epoch']} ({paths.best}) on the test set")
-        model.load_state_dict(read_state_dict(paths.best))
+        model.load_state_dict(best_weights)
         best = {**best, **evaluate_selected(cfg, model, postprocessor, test_loader, test_set, test_text, device)[0]}
+        save_state(epoch)
+        publish_best(paths, cfg, best, best_weights)
     writer.close()
     return finish(cfg, best, selection, paths, logger)
+
+
+def load_resume_state(cfg, paths) -> dict:
+    """The state of `--resume`, checked against this command: same run (data, split, model, optimizer),
+    epochs left to train. Flags that may differ: `RESUME_MAY_CHANGE`."""
+    state = load_training_state(cfg.resume)
+    differing = {key: change for key, change in config_differences(state.get("config", {}), cfg).items()
+                 if key not in RESUME_MAY_CHANGE}
+    if differing:
+        optimizer = [key for key in differing if key in OPTIMIZER_FLAGS]
+        note = (f" (optimizer flags {', '.join('--' + k for k in optimizer)} are not applied on resume: the restored "
+                "optimizer and scheduler continue with the saved values)") if optimizer else ""
+        changes = ", ".join(f"--{key} {old!r} -> {new!r}" for key, (old, new) in differing.items())
+        raise ConfigError(f"--resume {cfg.resume}: flags differ from the saved run (saved -> now): {changes}{note}; "
+                          "drop them to continue the same run, or start a new run with another --model_name")
+    if state["epoch"] + 1 >= cfg.epochs:
+        raise ConfigError(f"--resume {cfg.resume}: the run already finished epoch {state['epoch']} of --epochs "
+                          f"{cfg.epochs}; pass a larger --epochs to train on, or evaluate it with test.py")
+    check_csv_rows(paths.csv)
+    return state
+
+
+def check_run_name_free(cfg, paths) -> None:
+    """A new run never overwrites or appends to an earlier run of the same name (unless --overwrite)."""
+    if cfg.resume or cfg.overwrite:
+        return
+    existing = paths.existing_outputs()
+    if existing:
+        how = (f"continue it with --resume {paths.state}, " if paths.state.is_file() else "")
+        raise ConfigError(f"--model_name {cfg.model_name}: a run of this name already has outputs under "
+                          f"{paths.root} ({', '.join(str(p) for p in existing[:3])}"
+                          f"{', ...' if len(existing) > 3 else ''}); {how}replace it with --overwrite (its outputs "
+                          "are moved to overwritten/), or choose another --model_name")
+
+
+def publish_best(paths, cfg, best: dict, weights: dict) -> None:
+    """Write best_<model>.pkl and best_metrics.json from the state's best. The metrics file is removed first,
+    so that whenever it exists it describes the weights beside it."""
+    paths.best_metrics.unlink(missing_ok=True)
+    atomic_torch_save(weights, paths.best)
+    if best.get("test") is not None:
+        other_key = f"eval_videos_{other_protocol(cfg.eval_videos)}"
+        write_metrics_json(paths.best_metrics, best["test"], epoch=best["epoch"], selection=cfg.select_on,
+                           **{other_key: best["test_other"]})
 
 
 def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, device, paths, writer, logger):
@@ -204,15 +313,16 @@ def selection_score(select_on: str, entry: dict) -> float | None:
 def finish(cfg, best, selection, paths, logger) -> dict:
     if best is None or best.get("test") is None:
         logger.info("no test evaluation was run (test_interval -1 or no epoch): nothing to summarise")
-        return {"best": best}
-    logger.info("\n" + summary_block(best["test"], best["test_other"], selection, best["epoch"], cfg.eval_videos))
-    other_key = f"eval_videos_{other_protocol(cfg.eval_videos)}"
-    write_metrics_json(paths.results_dir / "best_metrics.json", best["test"], epoch=best["epoch"],
-                       selection=cfg.select_on, **{other_key: best["test_other"]})
-    if not math.isfinite(best["test"]["average_mAP"]):
-        logger.warning("the selected epoch has a non-finite mAP")
+    else:
+        logger.info("\n" + summary_block(best["test"], best["test_other"], selection, best["epoch"], cfg.eval_videos))
+        if not math.isfinite(best["test"]["average_mAP"]):
+            logger.warning("the selected epoch has a non-finite mAP")
+    logger.info("outputs:\n" + "\n".join(f"  {label}: {path}" for label, path in (
+        ("best checkpoint", paths.best), ("last checkpoint", paths.last), ("state (--resume)", paths.state),
+        ("log", paths.log), ("configuration", paths.config), ("results CSV", paths.csv),
+        ("results", paths.results_dir), ("tensorboard", paths.tensorboard)) if path.exists()))
     return {"best": best}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -141,6 +141,9 @@ def _flags_new() -> list[Flag]:
              "model selection: test = the original (best unseen-class test mAP); val = held-out seen videos"),
         Flag("val_fraction", 0.2, float, help="select_on val: fraction of training videos held out"),
         Flag("output_root", ".", str, help="folder under which ckpt/, logs/, results/, runs/ are written"),
+        Flag("overwrite", False, bool, help="main.py: replace an earlier run of this --model_name (its outputs are "
+             "moved to <output_root>/overwritten/)"),
+        Flag("debug", False, bool, help="show the full traceback of an error instead of one line"),
     ]
 
 
@@ -155,8 +158,8 @@ INERT_FLAG_NOTES = {
 
 
 # Keys a saved configuration leaves out, and keys that may differ when a run is resumed.
-NOT_DUMPED = ("cfg_path", "resume")
-RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "ckpt")
+NOT_DUMPED = ("cfg_path", "resume", "overwrite", "debug")
+RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "ckpt", "overwrite", "debug")
 
 
 class ConfigError(ValueError):
@@ -213,6 +216,7 @@ def validate_value(key: str, value: Any, source: str) -> Any:
         if flag.nullable:
             return None
         raise ConfigError(f"{source}: key '{key}' is null; expected {_type_name(flag)}")
+    value = _number_from_text(flag, value)
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -227,15 +231,80 @@ def validate_value(key: str, value: Any, source: str) -> Any:
     return value
 
 
+def _number_from_text(flag: Flag, value: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads `1e-4` (no dot) as a string: accept such a string as the number it spells."""
+    if not isinstance(value, str) or flag.type not in (int, float):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if flag.type is int:
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else value
+    return number
+
+
+# Numeric ranges: flag -> (check, what is expected). Checked before a run writes anything.
+RANGES = {
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "num_workers": (lambda v: v >= 0, ">= 0"),
+    "lr": (lambda v: v > 0, "> 0 (a zero or negative learning rate trains nothing)"),
+    "lr_backbone": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "lr_drop": (lambda v: v >= 1, ">= 1 (epochs between learning-rate drops)"),
+    "clip_max_norm": (lambda v: v >= 0, ">= 0 (0 turns clipping off)"),
+    "split_id": (lambda v: 0 <= v <= 9, "between 0 and 9 (the release's split_0..split_9 lists)"),
+    "num_classes": (lambda v: v >= 1, ">= 1"),
+    "feature_stride": (lambda v: v >= 1, ">= 1"),
+    "rescale_length": (lambda v: v >= 0, ">= 0 (0 keeps each video's length)"),
+    "slice_size": (lambda v: v >= 1, ">= 1"),
+    "slice_overlap": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "inference_slice_overlap": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "hidden_dim": (lambda v: v >= 1, ">= 1"),
+    "backbone_layers": (lambda v: v >= 1, ">= 1"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "nheads": (lambda v: v >= 1, ">= 1"),
+    "dim_feedforward": (lambda v: v >= 1, ">= 1"),
+    "enc_layers": (lambda v: v >= 0, ">= 0"),
+    "dec_layers": (lambda v: v >= 1, ">= 1"),
+    "num_queries": (lambda v: v >= 1, ">= 1"),
+    "ROIalign_size": (lambda v: v >= 1, ">= 1"),
+    "refine_layer_num": (lambda v: v >= 1, ">= 1"),
+    "postprocess_topk": (lambda v: v >= 1, ">= 1"),
+    "test_interval": (lambda v: v == -1 or v >= 1, "-1 (never) or >= 1"),
+    "train_interval": (lambda v: v == -1 or v >= 1, "-1 (never) or >= 1"),
+    "val_fraction": (lambda v: 0 < v < 1, "strictly between 0 and 1 (the fraction of training videos held out)"),
+}
+
+
+def check_ranges(cfg: argparse.Namespace, training: bool = False) -> None:
+    """Every numeric flag within its range (`RANGES`); `training` adds main.py's own (--epochs >= 1)."""
+    for key, (ok, expected) in RANGES.items():
+        value = getattr(cfg, key, None)
+        if value is not None and not ok(value):
+            raise ConfigError(f"--{key} {value}: expected {expected}")
+    if cfg.hidden_dim % cfg.nheads:
+        raise ConfigError(f"--hidden_dim {cfg.hidden_dim} is not divisible by --nheads {cfg.nheads}; expected "
+                          "hidden_dim = nheads x the width of one attention head")
+    if training and cfg.epochs < 1:
+        raise ConfigError(f"--epochs {cfg.epochs}: main.py trains at least one epoch (expected >= 1); to evaluate "
+                          "a checkpoint without training use test.py --ckpt PATH")
+
+
 def read_yaml_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--cfg_path: config file {path} does not exist")
     with open(path) as handle:
         try:
-            data = yaml.safe_load(handle) or {}
+            data = yaml.safe_load(handle)
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({error.reason})") from error
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; expected flag names with values (e.g. 'lr: 1.0e-4'), "
+                          "or leave out --cfg_path to run with the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
     return {key: validate_value(str(key), value, str(path)) for key, value in data.items()}
@@ -255,6 +324,7 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = parser or get_args_parser()
+    parser.error = _raise_usage_error  # one clear line (exit status 1 via run_cli), not usage + exit 2
     cfg = parser.parse_args(argv)
     if cfg.cfg_path:
         explicit = _explicit_keys(parser, argv)
@@ -262,6 +332,10 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
             if key not in explicit and key != "cfg_path":
                 setattr(cfg, key, value)
     return _finalise(cfg)
+
+
+def _raise_usage_error(message: str):
+    raise ConfigError(message)
 
 
 def default_config(**overrides: Any) -> argparse.Namespace:

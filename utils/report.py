@@ -59,12 +59,24 @@ def append_csv_row(path: Path, epoch: int, metrics: dict) -> None:
     atomic_write_text(path, previous + csv_row(epoch, metrics) + "\n")
 
 
+def check_csv_rows(path: Path) -> None:
+    """A results CSV must hold only the rows main.py writes (no header line): an epoch number first."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    for number, row in enumerate(path.read_text().splitlines(), start=1):
+        if row.strip() and not row.split(",", 1)[0].strip().lstrip("-").isdigit():
+            raise ValueError(f"results CSV {path} line {number} ({row[:40]!r}...) does not start with an epoch "
+                             "number; the file must hold main.py's rows only, without a header line")
+
+
 def truncate_csv(path: Path, last_epoch: int) -> int:
     """Drop rows of epochs after `last_epoch` (on resume: evaluations a kill cut off before the state was
     saved, which the resumed run repeats). Returns the number of rows dropped."""
     path = Path(path)
     if not path.exists():
         return 0
+    check_csv_rows(path)
     rows = path.read_text().splitlines()
     kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) <= last_epoch]
     if len(kept) != len(rows):

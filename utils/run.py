@@ -28,7 +28,10 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str | torch.device | None = None) -> torch.device:
     """The requested device (None: CUDA when available, else CPU); CUDA requested on a machine without it
     falls back to CPU with a clear message. The one device resolution of the project (CLIP loading uses it too)."""
-    device = torch.device(default_device() if name is None else name)
+    try:
+        device = torch.device(default_device() if name is None else name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {name}: not a torch device ({error}); expected cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         get_logger().warning(f"--device {name} requested but CUDA is not available here: running on cpu")
         return torch.device("cpu")
