@@ -6,30 +6,32 @@ the detections.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from datasets import build_dataset
 from models.build import build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import load_model_weights
-from utils.config import config_notes, get_args_parser, parse_config
+from utils.cli import run_cli
+from utils.config import check_ranges, config_notes, get_args_parser, parse_config
 from utils.engine import evaluate_both_protocols
 from utils.evaluation import results_json
-from utils.io import atomic_write_json
-from utils.logging import setup_logger
+from utils.io import atomic_write_json, check_writable_location
+from utils.logging import attach_log_file, close_logger, setup_logger
 from utils.paths import run_paths
 from utils.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
 from utils.run import make_loader, resolve_device, seed_everything, text_embeddings_for
 
 
 def main(argv=None) -> dict:
+    logger = setup_logger()  # console now; `<model>_test.log` (appended to) once everything is validated
     cfg = parse_config(argv, get_args_parser("Evaluate a GAP checkpoint on the unseen classes"))
+    check_ranges(cfg)
     paths = run_paths(cfg)
-    logger = setup_logger(paths.log.with_name(f"{cfg.model_name}_test.log"))
-    for note in config_notes(cfg):
-        logger.info(f"note: {note}")
-    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    check_writable_location(paths.results_dir, "--output_root")
+    seed_everything(cfg.seed)
 
     dataset = build_dataset(cfg, "inference")
     loader = make_loader(dataset, cfg, train=False)
@@ -39,6 +41,10 @@ def main(argv=None) -> dict:
     ckpt = Path(cfg.ckpt) if cfg.ckpt else paths.best
     load_model_weights(model, ckpt)  # overwrites logit_scale with the checkpoint's value, as the original
     model.to(device)
+
+    attach_log_file(paths.log.with_name(f"{cfg.model_name}_test.log"))
+    for note in config_notes(cfg):
+        logger.info(f"note: {note}")
     logger.info(f"evaluating {ckpt} on {len(dataset)} items ({len(dataset.ground_truth)} videos with ground "
                 f"truth), classes {dataset.classes}")
 
@@ -56,8 +62,9 @@ def main(argv=None) -> dict:
     if cfg.save_result:
         result_path = atomic_write_json(paths.detections(-1), results_json(merged, dataset.classes))
         logger.info(f"detections written to {result_path}")
+    close_logger()
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from .activitynet import ActivityNet13Dataset
@@ -17,10 +18,18 @@ from .splits import read_split_classes
 from .synthetic import ensure_synthetic_dataset
 from .thumos14 import Thumos14Dataset
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gap")  # the run log (utils.logging)
 
 DATASETS = {"Thumos14": Thumos14Dataset, "Synthetic": Thumos14Dataset, "ActivityNet13": ActivityNet13Dataset}
-SYNTHETIC_ANNOTATION_NAME = "Synthetic_annotations.json"
+# The embedded configuration (config/demo.yaml): where each file of the synthetic dataset lies under its root.
+SYNTHETIC_LAYOUT = {
+    "anno_file_path": "Synthetic_annotations.json",
+    "feature_info_path": "CLIP/Synthetic_info_8frame.json",
+    "description_file_path": "Synthetic_description_v6.json",
+    "feature_path": "features",
+    "split_root": "splits",
+    "text_embeddings": "text_embeddings.npz",
+}
 
 __all__ = [
     "ActivityNet13Dataset", "BaseDataset", "DataWarning", "FeatureFileError", "Thumos14Dataset", "build_dataset",
@@ -29,16 +38,25 @@ __all__ = [
 
 
 def prepare_synthetic(cfg) -> None:
-    """For `dataset_name Synthetic`: generate the embedded dataset (default parameters) where the config
-    expects it, if it is not there yet (its folder = the annotation file's folder)."""
-    anno = Path(cfg.anno_file_path)
-    if cfg.dataset_name != "Synthetic" or anno.is_file():
+    """For `dataset_name Synthetic`: generate the embedded dataset (default parameters) on first use.
+
+    Only when the configuration is the embedded one (every path of `SYNTHETIC_LAYOUT` under one root, as in
+    config/demo.yaml) and the whole dataset is absent (no root folder, or an empty one). Anything else, e.g.
+    a typo in one path, is left to the dataset, which names the missing file.
+    """
+    if cfg.dataset_name != "Synthetic" or Path(cfg.anno_file_path).is_file():
         return
-    if anno.name != SYNTHETIC_ANNOTATION_NAME:
-        raise FileNotFoundError(f"annotation file {anno} not found; the synthetic dataset is generated only into a "
-                                f"folder whose annotation file is named {SYNTHETIC_ANNOTATION_NAME}")
-    logger.info("generating the synthetic dataset under %s (first use)", anno.parent)
-    ensure_synthetic_dataset(anno.parent)
+    root = Path(cfg.anno_file_path).parent
+    for key, relative in SYNTHETIC_LAYOUT.items():
+        value = getattr(cfg, key, None)
+        if value is None and key == "text_embeddings":
+            continue
+        if value is None or os.path.normpath(value) != os.path.normpath(root / relative):
+            return
+    if root.exists() and any(root.iterdir()):
+        return
+    logger.info("generating the synthetic dataset under %s (first use)", root)
+    ensure_synthetic_dataset(root)
 
 
 def build_dataset(cfg, mode: str, check_features: bool | str = True, windows: str | None = None):

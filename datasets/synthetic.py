@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.io import current_umask
+
 GENERATOR_VERSION = 1
 DEFAULT_ROOT = "./data/Synthetic"
 FPS = 30.0
@@ -314,6 +316,7 @@ def ensure_synthetic_dataset(root: str | os.PathLike = DEFAULT_ROOT, seed: int =
                                   f"(existing, requested): {differing}; pass force=True (--force) to replace it")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700: the dataset folder follows the umask instead
     try:
         write_synthetic_dataset(tmp, cfg)
         if root.exists():

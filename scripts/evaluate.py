@@ -31,7 +31,8 @@ from datasets.annotations import (  # noqa: E402
 )
 from datasets.splits import read_split_classes  # noqa: E402
 from utils.evaluation import EVAL_VIDEOS, SETTINGS, evaluate_merged, load_results_json  # noqa: E402
-from utils.io import atomic_write_json  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.io import atomic_write_json, check_writable_location  # noqa: E402
 from utils.report import AR_KEYS, metrics_table  # noqa: E402
 
 DEFAULT_STRIDE = {"Thumos14": 8, "Synthetic": 8, "ActivityNet13": 16}  # the headline configurations
@@ -79,10 +80,14 @@ def video_sets(annotations: dict, info: dict | None, subset: str, rules: Dataset
 
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
+    if args.out is not None:  # checked before the (long) scoring, and named as the flag
+        if Path(args.out).is_dir():
+            raise IsADirectoryError(f"--out {args.out} is a folder; expected the path of the metrics JSON to write")
+        check_writable_location(Path(args.out).parent, "--out")
     if args.classes is not None:
         classes = [name.strip() for name in args.classes.split(",") if name.strip()]
         if not classes or len(set(classes)) != len(classes):
-            raise SystemExit(f"error: --classes must list distinct class names, got {args.classes!r}")
+            raise ValueError(f"--classes must list distinct class names, got {args.classes!r}")
     else:
         classes = read_split_classes(args.split_root, args.dataset, args.split, args.split_id, "inference")
     rules = rules_for(args.dataset)
@@ -108,19 +113,18 @@ def main(argv: list[str] | None = None) -> dict:
           f"{metrics['num_videos_with_gt']} videos")
     print(metrics_table(metrics, f"{args.dataset} {subset}", ar_keys=AR_KEYS + ("AUC",)))
     if args.out:
-        atomic_write_json(args.out, metrics, indent=2)
+        try:
+            atomic_write_json(args.out, metrics, indent=2)
+        except OSError as error:
+            raise OSError(f"--out {args.out}: cannot write the metrics ({error.strerror or error})") from error
         print(f"metrics written to {args.out}")
     return metrics
 
 
-def cli() -> None:
+def cli(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(cli())

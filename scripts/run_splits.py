@@ -4,10 +4,13 @@
         --split_ids 0-9 --jobs 1 [any other main.py flag]
 
 For each split id it runs `main.py` (training, with `--select_on` choosing the epoch) and then `test.py`
-on the selected checkpoint, as separate processes, each named `<model_name>_split<id>`. A split whose
-`test_metrics.json` exists is finished and is not run again, so an interrupted protocol resumes by running
-the same command; a split whose training was interrupted continues from its last saved epoch
-(`main.py --resume ckpt/<dataset>/state_<model_name>_split<id>.pt`). The table (Markdown + CSV, one row
+on the selected checkpoint, as separate processes, each named `<model_name>_split<id>`. A finished split
+leaves `results/<dataset>/<model_name>_split<id>/split_finished.json` (its configuration and test metrics;
+only this script writes it) and is reused when its configuration equals the requested one; otherwise the
+command stops before running anything and names the differing flags. An interrupted protocol resumes by
+running the same command: a split whose training was interrupted continues from its last saved epoch
+(`main.py --resume ckpt/<dataset>/state_<model_name>_split<id>.pt`). Progress (split, epoch) is printed
+as the runs go; each run's full output is in `results/<dataset>/<model_name>_splits/logs/`. The table (Markdown + CSV, one row
 per split, then mean and standard deviation) and a plot of per-split average mAP go to
 `results/<dataset>/<model_name>_splits/`.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +31,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.config import get_args_parser, parse_config  # noqa: E402
-from utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from utils.checkpoint import load_training_state  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.config import (  # noqa: E402
+    RESUME_MAY_DIFFER,
+    ConfigError,
+    config_differences,
+    config_to_dict,
+    get_args_parser,
+    parse_config,
+)
+from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 from utils.paths import RunPaths  # noqa: E402
 from utils.report import metric_columns  # noqa: E402
 
@@ -64,35 +77,86 @@ def split_paths(output_root: str, dataset: str, model_name: str, split_id: int) 
     return RunPaths(Path(output_root), dataset, split_model_name(model_name, split_id))
 
 
-def run_one_split(split_id: int, passthrough: list[str], model_name: str, done_file: Path, log_dir: Path,
-                  state_file: Path | None = None) -> Path:
-    """Train then test one split in subprocesses; skipped when its metrics file already exists.
+# Flags that do not change a split's result (where/how it runs): ignored when reusing a finished split.
+REUSE_IGNORES = (*RESUME_MAY_DIFFER, "output_root", "text_cache_dir", "clip_download_root", "save_result")
+EPOCH_LINE = re.compile(r" epoch (\d+) train losses")
 
-    When `state_file` (the split's full training state) exists, training resumes from it instead of
-    starting over (an interrupted protocol loses at most one epoch per split).
+
+def split_config(passthrough: list[str], model_name: str, split_id: int):
+    """The configuration main.py and test.py get for one split."""
+    return parse_config(passthrough + ["--split_id", str(split_id), "--model_name",
+                                       split_model_name(model_name, split_id)])
+
+
+def finished_metrics(split_id: int, paths: RunPaths, requested) -> dict | None:
+    """Test metrics of a split finished earlier with the requested configuration; None when not finished;
+    an error naming the differing flags when it was finished with other flags."""
+    if not paths.split_done.is_file():
+        return None
+    saved = json.loads(paths.split_done.read_text())
+    differing = config_differences(saved["config"], requested, ignore=REUSE_IGNORES)
+    if differing:
+        changes = ", ".join(f"--{key} {old!r} -> {new!r}" for key, (old, new) in differing.items())
+        raise ConfigError(f"split {split_id} was finished with other flags ({paths.split_done}; saved -> now: "
+                          f"{changes}); use another --model_name, or move its outputs away to run it again")
+    return saved["metrics"]
+
+
+def _run_logged(command: list[str], log_path: Path, split_id: int, epochs: int) -> int:
+    """Run `command`, its output into `log_path` (appended), printing one progress line per finished epoch."""
+    with open(log_path, "a") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   cwd=Path.cwd(), bufsize=1)
+        for line in process.stdout:
+            log.write(line)
+            match = EPOCH_LINE.search(line)
+            if match:
+                print(f"split {split_id}: epoch {int(match.group(1)) + 1}/{epochs} trained", flush=True)
+        return process.wait()
+
+
+def run_one_split(split_id: int, passthrough: list[str], model_name: str, paths: RunPaths, log_dir: Path,
+                  requested) -> dict:
+    """Train then test one split in subprocesses; returns its test metrics and marks it finished.
+
+    When the split's state file exists, training resumes from it (an interrupted protocol loses at most one
+    epoch per split), or is skipped when that state is already at the last epoch.
     """
-    if done_file.exists():
-        print(f"split {split_id}: finished earlier ({done_file}), skipped")
-        return done_file
+    done = finished_metrics(split_id, paths, requested)
+    if done is not None:
+        print(f"split {split_id}: finished earlier ({paths.split_done}), reused")
+        return done
     name = split_model_name(model_name, split_id)
     common = passthrough + ["--split_id", str(split_id), "--model_name", name]
     log_dir.mkdir(parents=True, exist_ok=True)
     for script in ("main.py", "test.py"):
         extra = []
-        if script == "main.py" and state_file is not None and state_file.is_file() and "--resume" not in common:
-            extra = ["--resume", str(state_file)]
-            print(f"split {split_id}: resuming training from {state_file}")
+        if script == "main.py":
+            if paths.state.is_file():
+                state = load_training_state(paths.state)
+                if state["epoch"] + 1 >= requested.epochs:
+                    differing = config_differences(state.get("config", {}), requested, ignore=REUSE_IGNORES)
+                    if differing:
+                        raise ConfigError(f"split {split_id}: {paths.state} was trained with other flags: "
+                                          + ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in differing.items()))
+                    print(f"split {split_id}: training finished earlier ({paths.state})")
+                    continue
+                extra = ["--resume", str(paths.state)]
+                print(f"split {split_id}: resuming training from {paths.state}")
+            elif paths.existing_outputs():
+                extra = ["--overwrite"]  # an attempt killed before its first epoch was saved: nothing to keep
         log_path = log_dir / f"{name}_{script.replace('.py', '')}.out"
-        print(f"split {split_id}: running {script} (output in {log_path})")
-        with open(log_path, "a" if extra else "w") as log:
-            result = subprocess.run([sys.executable, str(REPO_ROOT / script)] + common + extra, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=Path.cwd())
-        if result.returncode != 0:
-            raise RuntimeError(f"split {split_id}: {script} failed with exit code {result.returncode}; "
-                               f"see {log_path}")
-    if not done_file.exists():
-        raise RuntimeError(f"split {split_id}: test.py finished but wrote no {done_file}")
-    return done_file
+        print(f"split {split_id}: running {script} (output in {log_path})", flush=True)
+        status = _run_logged([sys.executable, str(REPO_ROOT / script)] + common + extra, log_path, split_id,
+                             requested.epochs)
+        if status != 0:
+            raise RuntimeError(f"split {split_id}: {script} failed with exit code {status}; see {log_path}")
+    if not paths.test_metrics.is_file():
+        raise RuntimeError(f"split {split_id}: test.py finished but wrote no {paths.test_metrics}")
+    metrics = json.loads(paths.test_metrics.read_text())
+    atomic_write_json(paths.split_done, {"config": config_to_dict(requested), "metrics": metrics}, indent=2)
+    print(f"split {split_id}: finished, average mAP {100 * metrics['average_mAP']:.2f}", flush=True)
+    return metrics
 
 
 def aggregate(per_split: dict[int, dict]) -> dict:
@@ -170,23 +234,24 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     cfg = parse_config(passthrough)  # validates the main.py flags before anything runs
     if not cfg.model_name:
-        raise SystemExit("--model_name is required (each split runs as <model_name>_split<id>)")
+        raise ConfigError("--model_name is required (each split runs as <model_name>_split<id>)")
     if own_args.jobs < 1:
-        raise SystemExit("--jobs must be at least 1")
+        raise ConfigError("--jobs must be at least 1")
     out_dir = Path(cfg.output_root) / "results" / cfg.dataset_name / f"{cfg.model_name}_splits"
     paths = {i: split_paths(cfg.output_root, cfg.dataset_name, cfg.model_name, i) for i in own_args.split_ids}
-    done = {i: split.test_metrics for i, split in paths.items()}
+    requested = {i: split_config(passthrough, cfg.model_name, i) for i in own_args.split_ids}
+    for i in own_args.split_ids:  # a split finished with other flags stops the command before anything runs
+        finished_metrics(i, paths[i], requested[i])
     with ThreadPoolExecutor(max_workers=own_args.jobs) as pool:
-        futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, done[i], out_dir / "logs",
-                                  split.state)
+        futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, split, out_dir / "logs",
+                                  requested[i])
                    for i, split in paths.items()}
-        failures = {}
+        failures, finished = {}, {}
         for split_id, future in futures.items():
             try:
-                future.result()
+                finished[split_id] = future.result()
             except Exception as error:  # noqa: BLE001 - one failed split must not lose the others' table
                 failures[split_id] = f"{type(error).__name__}: {error}"
-    finished = {i: json.loads(path.read_text()) for i, path in done.items() if path.exists()}
     if not finished:
         raise SystemExit("no split finished: " + "; ".join(failures.values()))
     title = (f"{cfg.dataset_name} {cfg.split}:{100 - cfg.split}, model {cfg.model_name}, "
@@ -203,4 +268,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -50,110 +50,143 @@ def test_aggregation_rejects_mismatched_thresholds():
         aggregate({0: _metrics([0.5] * 5), 1: other})
 
 
+ARGV = ["--model_name", "m", "--dataset_name", "Synthetic", "--device", "cpu", "--epochs", "3"]
+
+
+def _split(tmp_path, split_id=0, argv=ARGV):
+    paths = run_splits.split_paths(str(tmp_path), "Synthetic", "m", split_id)
+    return paths, run_splits.split_config(argv, "m", split_id)
+
+
+def _mark_finished(paths, requested, maps=(0.1,) * 5):
+    paths.split_done.parent.mkdir(parents=True, exist_ok=True)
+    paths.split_done.write_text(json.dumps({"config": run_splits.config_to_dict(requested),
+                                            "metrics": _metrics(list(maps))}))
+
+
 def test_finished_split_is_not_rerun(tmp_path, monkeypatch):
-    done = tmp_path / "test_metrics.json"
-    done.write_text(json.dumps(_metrics([0.1] * 5)))
+    paths, requested = _split(tmp_path)
+    _mark_finished(paths, requested)
+    monkeypatch.setattr(run_splits.subprocess, "Popen", lambda *a, **k: pytest.fail("re-ran a finished split"))
+    assert run_one_split(0, ARGV, "m", paths, tmp_path / "logs", requested)["average_mAP"] == pytest.approx(0.1)
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a finished split must not be run again")
 
-    monkeypatch.setattr(run_splits.subprocess, "run", forbidden)
-    assert run_one_split(0, [], "m", done, tmp_path / "logs") == done
+def test_split_finished_with_other_flags_names_them(tmp_path):
+    paths, requested = _split(tmp_path)
+    _mark_finished(paths, requested)
+    _, other = _split(tmp_path, argv=ARGV + ["--lr", "0.001", "--num_queries", "7"])
+    with pytest.raises(ValueError, match=r"--num_queries 15 -> 7, --lr 0.0001 -> 0.001"):
+        run_splits.finished_metrics(0, paths, other)
+
+
+def test_test_py_metrics_alone_do_not_mark_a_split_finished(tmp_path, monkeypatch):
+    """test.py --ckpt writes test_metrics.json; only run_splits' own marker means 'finished'."""
+    paths, requested = _split(tmp_path)
+    paths.test_metrics.parent.mkdir(parents=True)
+    paths.test_metrics.write_text(json.dumps(_metrics([0.9] * 5)))
+    calls = []
+    monkeypatch.setattr(run_splits, "_run_logged", _recording_run(calls, paths.test_metrics))
+    metrics = run_one_split(0, ARGV, "m", paths, tmp_path / "logs", requested)
+    assert [c[1].rsplit("/", 1)[-1] for c in calls] == ["main.py", "test.py"]
+    assert json.loads(paths.split_done.read_text())["metrics"] == metrics
 
 
 def test_failed_split_names_its_log(tmp_path, monkeypatch):
-    class Failed:
-        returncode = 3
-
-    monkeypatch.setattr(run_splits.subprocess, "run", lambda *a, **k: Failed())
+    paths, requested = _split(tmp_path, 1)
+    monkeypatch.setattr(run_splits, "_run_logged", lambda *a, **k: 3)
     with pytest.raises(RuntimeError, match="exit code 3"):
-        run_one_split(1, [], "m", tmp_path / "missing.json", tmp_path / "logs")
+        run_one_split(1, ARGV, "m", paths, tmp_path / "logs", requested)
+
+
+def test_progress_lines_per_epoch(tmp_path, capsys):
+    log = tmp_path / "x.out"
+    code = "print('2026 INFO epoch 0 train losses: loss 1'); print('2026 INFO epoch 1 train losses: loss 1')"
+    assert run_splits._run_logged([sys.executable, "-c", code], log, 4, 2) == 0
+    out = capsys.readouterr().out
+    assert "split 4: epoch 1/2 trained" in out and "split 4: epoch 2/2 trained" in out
+    assert "epoch 1 train losses" in log.read_text()
 
 
 def test_main_resumes_and_writes_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     calls = []
 
-    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
+    def fake_run(split_id, passthrough, model_name, paths, log_dir, requested):
         calls.append(split_id)
-        done_file.parent.mkdir(parents=True, exist_ok=True)
-        done_file.write_text(json.dumps(_metrics([0.1 * (split_id + 1)] * 5)))
-        return done_file
+        _mark_finished(paths, requested, [0.1 * (split_id + 1)] * 5)
+        return _metrics([0.1 * (split_id + 1)] * 5)
 
     monkeypatch.setattr(run_splits, "run_one_split", fake_run)
-    argv = ["--split_ids", "0-2", "--model_name", "m", "--dataset_name", "Synthetic", "--device", "cpu"]
+    argv = ["--split_ids", "0-2", *ARGV]
     table = run_splits.main(argv)
     assert calls == [0, 1, 2] and table["mean"][5] == pytest.approx(20.0)
     out = tmp_path / "results" / "Synthetic" / "m_splits"
     assert (out / "table.md").read_text().count("\n| ") >= 5
     assert (out / "average_mAP.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the real runner skips finished splits: nothing is re-run when every metrics file exists
-    monkeypatch.setattr(run_splits, "run_one_split", run_splits.__dict__["run_one_split"])
+    # the real runner reuses finished splits: nothing is re-run when every split is marked finished
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_splits.subprocess, "run", lambda *a, **k: pytest.fail("re-ran a finished split"))
+    monkeypatch.setattr(run_splits.subprocess, "Popen", lambda *a, **k: pytest.fail("re-ran a finished split"))
     assert run_splits.main(argv)["rows"].keys() == {0, 1, 2}
+    # the same command with another flag stops before running anything, naming the flag
+    with pytest.raises(ValueError, match="--seed"):
+        run_splits.main(argv + ["--seed", "5"])
 
 
 def _recording_run(calls, done_file):
-    """A stand-in for subprocess.run that records the command and lets test.py 'write' the metrics file."""
-    class Ok:
-        returncode = 0
-
-    def run(command, **kwargs):
+    """A stand-in for _run_logged that records the command and lets test.py 'write' the metrics file."""
+    def run(command, log_path, split_id, epochs):
         calls.append(command)
         if command[1].endswith("test.py"):
             done_file.parent.mkdir(parents=True, exist_ok=True)
             done_file.write_text(json.dumps(_metrics([0.2] * 5)))
-        return Ok()
+        return 0
     return run
 
 
 @pytest.mark.parametrize("has_state", [False, True])
 def test_interrupted_split_resumes_its_training(tmp_path, monkeypatch, has_state):
-    calls, done = [], tmp_path / "results" / "test_metrics.json"
-    state = tmp_path / "ckpt" / "state_m_split4.pt"
+    calls = []
+    paths, requested = _split(tmp_path, 4)
     if has_state:
-        state.parent.mkdir(parents=True)
-        state.write_bytes(b"x")
-    monkeypatch.setattr(run_splits.subprocess, "run", _recording_run(calls, done))
-    run_one_split(4, ["--cfg_path", "c.yaml"], "m", done, tmp_path / "logs", state)
+        monkeypatch.setattr(run_splits, "load_training_state", lambda path: {"epoch": 0})
+        paths.state.parent.mkdir(parents=True)
+        paths.state.write_bytes(b"x")
+    monkeypatch.setattr(run_splits, "_run_logged", _recording_run(calls, paths.test_metrics))
+    run_one_split(4, ["--cfg_path", "c.yaml"], "m", paths, tmp_path / "logs", requested)
     train, test = calls
     assert train[1].endswith("main.py") and test[1].endswith("test.py")
     assert train[2:8] == ["--cfg_path", "c.yaml", "--split_id", "4", "--model_name", "m_split4"]
     assert ("--resume" in train) == has_state and "--resume" not in test
     if has_state:
-        assert train[train.index("--resume") + 1] == str(state)
+        assert train[train.index("--resume") + 1] == str(paths.state)
 
 
-def test_main_passes_each_splits_state_file(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    seen = {}
-
-    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
-        seen[split_id] = state_file
-        done_file.parent.mkdir(parents=True, exist_ok=True)
-        done_file.write_text(json.dumps(_metrics([0.1] * 5)))
-        return done_file
-
-    monkeypatch.setattr(run_splits, "run_one_split", fake_run)
-    run_splits.main(["--split_ids", "2,5", "--model_name", "m", "--dataset_name", "Synthetic", "--device", "cpu",
-                     "--output_root", "out", "--jobs", "2"])
-    assert seen == {i: Path("out") / f"ckpt/Synthetic/state_m_split{i}.pt" for i in (2, 5)}
+def test_split_trained_to_the_end_is_only_tested(tmp_path, monkeypatch):
+    calls = []
+    paths, requested = _split(tmp_path, 2)
+    paths.state.parent.mkdir(parents=True)
+    paths.state.write_bytes(b"x")
+    saved = {"epoch": 2, "config": run_splits.config_to_dict(requested)}
+    monkeypatch.setattr(run_splits, "load_training_state", lambda path: saved)
+    monkeypatch.setattr(run_splits, "_run_logged", _recording_run(calls, paths.test_metrics))
+    run_one_split(2, ARGV, "m", paths, tmp_path / "logs", requested)
+    assert [c[1].rsplit("/", 1)[-1] for c in calls] == ["test.py"]
+    saved["config"] = {**saved["config"], "lr": 0.5}
+    paths.split_done.unlink()
+    with pytest.raises(ValueError, match="--lr 0.5 -> 0.0001"):
+        run_one_split(2, ARGV, "m", paths, tmp_path / "logs", requested)
 
 
 def test_one_crashed_split_still_gives_the_table_of_the_others(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
-    def fake_run(split_id, passthrough, model_name, done_file, log_dir, state_file=None):
+    def fake_run(split_id, passthrough, model_name, paths, log_dir, requested):
         if split_id == 1:
             raise OSError("disk full")
-        done_file.parent.mkdir(parents=True, exist_ok=True)
-        done_file.write_text(json.dumps(_metrics([0.1] * 5)))
-        return done_file
+        return _metrics([0.1] * 5)
 
     monkeypatch.setattr(run_splits, "run_one_split", fake_run)
     with pytest.raises(SystemExit, match="1: OSError: disk full"):
-        run_splits.main(["--split_ids", "0-1", "--model_name", "m", "--dataset_name", "Synthetic", "--device",
-                         "cpu"])
+        run_splits.main(["--split_ids", "0-1", *ARGV])
     assert (tmp_path / "results/Synthetic/m_splits/table.csv").read_text().splitlines()[1].startswith("0,")

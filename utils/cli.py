@@ -19,7 +19,9 @@ def one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in text:
         text = f"{error.filename}: {text}"
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    return "".join(part + ("" if k == len(parts) - 1 else " " if part.endswith(":") else "; ")
+                   for k, part in enumerate(parts))
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,

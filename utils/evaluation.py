@@ -349,6 +349,19 @@ def results_json(merged: Mapping[str, Mapping[str, Any]], classes: list[str]) ->
     return {"results": results, "external_data": {}}
 
 
+def _unique_keys(source):
+    """json object hook: a key given twice (e.g. one video listed twice) is an error, not 'the last wins'."""
+    def pairs_to_dict(pairs):
+        result = {}
+        for key, value in pairs:
+            if key in result:
+                raise ValueError(f"{source}: key {key!r} appears more than once in one JSON object (e.g. a video "
+                                 "listed twice in 'results'); merge its detections into one list")
+            result[key] = value
+        return result
+    return pairs_to_dict
+
+
 def load_results_json(source: str | Path | Mapping, video_ids: Iterable[str], classes: list[str]) -> dict:
     """Read detections in the ActivityNet results format into a merged table (see module docstring).
 
@@ -362,9 +375,11 @@ def load_results_json(source: str | Path | Mapping, video_ids: Iterable[str], cl
     else:
         try:
             with open(source) as handle:
-                data = json.load(handle)
+                data = json.load(handle, object_pairs_hook=_unique_keys(source))
         except FileNotFoundError:
             raise FileNotFoundError(f"detections file not found: {source}") from None
+        except IsADirectoryError:
+            raise IsADirectoryError(f"detections file {source} is a folder; expected a results JSON file") from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{source}: not valid JSON ({err})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
