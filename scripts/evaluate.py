@@ -30,8 +30,8 @@ from datasets.annotations import (  # noqa: E402
     rules_for,
 )
 from datasets.splits import read_split_classes  # noqa: E402
-from utils.evaluation import EVAL_VIDEOS, SETTINGS, evaluate_merged, load_results_json  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
+from utils.evaluation import EVAL_VIDEOS, SETTINGS, evaluate_merged, load_results_json  # noqa: E402
 from utils.io import atomic_write_json, check_writable_location  # noqa: E402
 from utils.report import AR_KEYS, metrics_table  # noqa: E402
 

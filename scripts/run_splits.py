@@ -10,9 +10,9 @@ only this script writes it) and is reused when its configuration equals the requ
 command stops before running anything and names the differing flags. An interrupted protocol resumes by
 running the same command: a split whose training was interrupted continues from its last saved epoch
 (`main.py --resume ckpt/<dataset>/state_<model_name>_split<id>.pt`). Progress (split, epoch) is printed
-as the runs go; each run's full output is in `results/<dataset>/<model_name>_splits/logs/`. The table (Markdown + CSV, one row
-per split, then mean and standard deviation) and a plot of per-split average mAP go to
-`results/<dataset>/<model_name>_splits/`.
+as the runs go; each run's full output is in `results/<dataset>/<model_name>_splits/logs/`. The table
+(Markdown + CSV, one row per split, then mean and standard deviation) and a plot of per-split average mAP
+go to `results/<dataset>/<model_name>_splits/`.
 """
 from __future__ import annotations
 

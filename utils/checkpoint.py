@@ -14,6 +14,7 @@ import pickle
 import random
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,24 @@ def safe_load(path: str | Path, flag: str) -> Any:
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says it all
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{flag}: {path} cannot be loaded safely: it is a plain pickle or holds Python "
-                              "objects that only running its code could rebuild (refused: loading a checkpoint "
-                              "never runs code from the file); expected a torch.save()d state_dict or a "
-                              "state_<model>.pt of this project") from error
+        raise CheckpointError(f"{flag}: {path} {_what_it_is(path)}") from error
     except Exception as error:  # noqa: BLE001 - whatever torch raises on a damaged or foreign file
         raise CheckpointError(f"{flag}: {path} is not a readable torch checkpoint ({path.stat().st_size} bytes): "
                               "truncated (e.g. an interrupted copy) or another kind of file") from error
+
+
+def _what_it_is(path: Path) -> str:
+    """Why the weights-only loader refused `path`, from the file's first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if zipfile.is_zipfile(path):
+        return ("holds Python objects that only running their code could rebuild; refused (loading a "
+                "checkpoint never runs code from the file): expected a state_dict of tensors or a state_<model>.pt "
+                "of this project")
+    if head[:1] == b"\x80":
+        return ("is a plain pickle, not a torch.save() checkpoint; refused (unpickling can run code): save "
+                "the weights with torch.save(model.state_dict(), path)")
+    return "is not a torch checkpoint (neither a torch.save() archive nor a pickle)"
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

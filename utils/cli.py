@@ -16,7 +16,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line (multi-line explanations are joined with '; ')."""
-    text = str(error).strip() or type(error).__name__
+    text = str(error.strerror if isinstance(error, OSError) and error.strerror else error).strip()
+    text = text or type(error).__name__
     if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in text:
         text = f"{error.filename}: {text}"
     parts = [part.strip() for part in text.splitlines() if part.strip()]

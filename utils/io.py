@@ -79,7 +79,8 @@ def check_writable_location(path: str | os.PathLike, flag: str) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise NotADirectoryError(f"{flag}: {probe} is a file, expected a folder to write {path} into")
+        where = "" if probe == path else f" to write {path} into"
+        raise NotADirectoryError(f"{flag}: {probe} is a file, expected a folder{where}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"{flag}: cannot write into {probe} (permission denied); choose another {flag} "
                               "or fix the folder's permissions")

@@ -30,7 +30,7 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     falls back to CPU with a clear message. The one device resolution of the project (CLIP loading uses it too)."""
     try:
         device = torch.device(default_device() if name is None else name)
-    except (RuntimeError, TypeError) as error:
+    except (RuntimeError, TypeError):
         raise ValueError(f"--device {name}: not a torch device; expected cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         get_logger().warning(f"--device {name} requested but CUDA is not available here: running on cpu")
