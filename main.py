@@ -126,17 +126,7 @@ def main(argv=None) -> dict:
     # validated: from here on the run writes, holding its lock
     lock = RunLock(paths.lock).acquire(cfg.model_name)
     try:
-        check_run_name_free(cfg, paths)  # again, under the lock: a run of this name may have just finished
-        moved = move_outputs_aside(paths) if cfg.overwrite and not cfg.resume else None
-        stale = paths.stale_temp_files()
-        for path in stale:
-            path.unlink()
-        attach_log_file(paths.log)
-        if moved is not None:
-            logger.info(f"--overwrite: the earlier outputs of {cfg.model_name} were moved to {moved}")
-        if stale:
-            logger.info(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
-                        + ", ".join(str(p) for p in stale))
+        open_run_outputs(cfg, paths)
         logger.info("command configuration:\n" + "\n".join(f"  {k}: {v}" for k, v in config_to_dict(cfg).items()))
         for note in config_notes(cfg):
             logger.info(f"note: {note}")
@@ -151,91 +141,100 @@ def main(argv=None) -> dict:
             shuffle_generator.set_state(state["shuffle_generator"])
             restore_rng_states(state["rng"])
             logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch} of {cfg.epochs}")
+            changed = config_differences(state.get("config", {}), cfg, ignore=())
+            if changed:
+                logger.info("applied on resume (saved -> now): " + ", ".join(
+                    f"--{key} {old!r} -> {new!r}" for key, (old, new) in changed.items()))
             if best is not None and best_weights is not None:
                 publish_best(paths, cfg, best, best_weights)  # repairs a kill between the state and best_ writes
             dropped = truncate_csv(paths.csv, state["epoch"])
             if dropped:
                 logger.info(f"dropped {dropped} CSV row(s) of epochs after {state['epoch']} (the kill came before "
                             "their state was saved; they are evaluated again)")
-        result = train_epochs(cfg, locals())
+
+        def save_state(epoch: int) -> None:
+            save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), epoch=epoch, best=best, best_model=best_weights,
+                                history=history, shuffle_generator=shuffle_generator.get_state(),
+                                config=config_to_dict(cfg))
+
+        writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
+        selection = SELECTION_LABELS[cfg.select_on]
+        epoch = start_epoch - 1
+        for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
+                            dynamic_ncols=True):
+            losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
+                                     cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+            scheduler.step()
+            for key, value in losses.items():
+                writer.add_scalar(f"train/{key}", value, epoch)
+            logger.info(f"epoch {epoch} train losses: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+            save_state_dict(model, paths.last)
+
+            entry = {"epoch": epoch, "losses": losses}
+            if train_eval_loader is not None and epoch % cfg.train_interval == 0:
+                # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
+                train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, train_set,
+                                               train_text, device, cfg)
+                entry["train_eval"] = train_metrics
+                log_scalars(writer, "train_eval", train_metrics, epoch)
+                logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
+            if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
+                entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
+                                            device, paths, writer, logger))
+            if val_loader is not None:
+                val_metrics, _, _ = evaluate(model, postprocessor, val_loader, val_set, val_text, device,
+                                             cfg)
+                entry["val"] = val_metrics
+                log_scalars(writer, "val", val_metrics, epoch)
+                logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
+            score = selection_score(cfg.select_on, entry)
+            improved = score is not None and (best is None or score > best["score"])
+            if improved:
+                best = {"score": score, "epoch": epoch, "test": entry.get("test"),
+                        "test_other": entry.get("test_other")}
+                best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+            history.append(entry)
+            # the state (with the best weights) is written first: best_<model>.pkl and best_metrics.json are
+            # derived from it, so a kill anywhere in between is repaired by --resume
+            save_state(epoch)
+            if improved:
+                publish_best(paths, cfg, best, best_weights)
+                logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
+            if best is not None:
+                score_text = ("" if cfg.select_on == "last"
+                              else f", {cfg.select_on} average mAP {100 * best['score']:.2f}")
+                logger.info(f"best so far: epoch {best['epoch']}{score_text}")
+        if best is not None and best.get("test") is None and best_weights is not None:
+            # val/last selection chose an epoch without a test evaluation (test_interval > 1 or -1): evaluate it now
+            logger.info(f"evaluating the selected epoch {best['epoch']} ({paths.best}) on the test set")
+            model.load_state_dict(best_weights)
+            best = {**best, **evaluate_selected(cfg, model, postprocessor, test_loader, test_set, test_text, device)[0]}
+            save_state(epoch)
+            publish_best(paths, cfg, best, best_weights)
+        writer.close()
+        result = finish(cfg, best, selection, paths, logger)
     finally:
         lock.release()
     close_logger()
     return result
 
 
-def train_epochs(cfg, run: dict) -> dict:
-    """The epochs loop (train, evaluate, select, checkpoint) and the summary; `run` holds main()'s objects."""
-    paths, model, optimizer, scheduler, device = run["paths"], run["model"], run["optimizer"], run["scheduler"], \
-        run["device"]
-    postprocessor, test_loader, test_set, test_text = run["postprocessor"], run["test_loader"], run["test_set"], \
-        run["test_text"]
-    train_eval_loader, val_loader = run["train_eval_loader"], run["val_loader"]
-    best, best_weights, history, start_epoch = run["best"], run["best_weights"], run["history"], run["start_epoch"]
-    shuffle_generator = run["shuffle_generator"]
-
-    def save_state(epoch: int) -> None:
-        save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, best=best, best_model=best_weights,
-                            history=history, shuffle_generator=shuffle_generator.get_state(),
-                            config=config_to_dict(cfg))
-
-    writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
-    selection = SELECTION_LABELS[cfg.select_on]
-    epoch = start_epoch - 1
-    for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
-                        dynamic_ncols=True):
-        losses = train_one_epoch(model, run["criterion"], run["train_loader"], optimizer, device, epoch,
-                                 cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
-        writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
-        scheduler.step()
-        for key, value in losses.items():
-            writer.add_scalar(f"train/{key}", value, epoch)
-        logger.info(f"epoch {epoch} train losses: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-        save_state_dict(model, paths.last)
-
-        entry = {"epoch": epoch, "losses": losses}
-        if train_eval_loader is not None and epoch % cfg.train_interval == 0:
-            # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
-            train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, run["train_set"],
-                                           run["train_text"], device, cfg)
-            entry["train_eval"] = train_metrics
-            log_scalars(writer, "train_eval", train_metrics, epoch)
-            logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
-        if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
-            entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
-                                        device, paths, writer, logger))
-        if val_loader is not None:
-            val_metrics, _, _ = evaluate(model, postprocessor, val_loader, run["val_set"], run["val_text"], device,
-                                         cfg)
-            entry["val"] = val_metrics
-            log_scalars(writer, "val", val_metrics, epoch)
-            logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
-        score = selection_score(cfg.select_on, entry)
-        improved = score is not None and (best is None or score > best["score"])
-        if improved:
-            best = {"score": score, "epoch": epoch, "test": entry.get("test"),
-                    "test_other": entry.get("test_other")}
-            best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
-        history.append(entry)
-        # the state (with the best weights) is written first: best_<model>.pkl and best_metrics.json are
-        # derived from it, so a kill anywhere in between is repaired by --resume
-        save_state(epoch)
-        if improved:
-            publish_best(paths, cfg, best, best_weights)
-            logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
-        if best is not None:
-            score_text = "" if cfg.select_on == "last" else f", {cfg.select_on} average mAP {100 * best['score']:.2f}"
-            logger.info(f"best so far: epoch {best['epoch']}{score_text}")
-    if best is not None and best.get("test") is None and best_weights is not None:
-        # val/last selection chose an epoch without a test evaluation (test_interval > 1 or -1): evaluate it now
-        logger.info(f"evaluating the selected epoch {best['epoch']} ({paths.best}) on the test set")
-        model.load_state_dict(best_weights)
-        best = {**best, **evaluate_selected(cfg, model, postprocessor, test_loader, test_set, test_text, device)[0]}
-        save_state(epoch)
-        publish_best(paths, cfg, best, best_weights)
-    writer.close()
-    return finish(cfg, best, selection, paths, logger)
+def open_run_outputs(cfg, paths) -> None:
+    """Under the run's lock: re-check the name, move an earlier run aside (--overwrite), remove temporary
+    files a killed write left, open the log (appending)."""
+    check_run_name_free(cfg, paths)  # again, under the lock: a run of this name may have just finished
+    moved = move_outputs_aside(paths) if cfg.overwrite and not cfg.resume else None
+    stale = paths.stale_temp_files()
+    for path in stale:
+        path.unlink()
+    attach_log_file(paths.log)
+    if moved is not None:
+        logger.info(f"--overwrite: the earlier outputs of {cfg.model_name} were moved to {moved}")
+    if stale:
+        logger.info(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                    + ", ".join(str(p) for p in stale))
 
 
 def load_resume_state(cfg, paths) -> dict:
