@@ -108,20 +108,18 @@ def main(argv=None) -> dict:
     train_text = text_embeddings_for(train_set, text_encoder) if train_eval_loader is not None else None
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
-    criterion = build_criterion(cfg)
+    model.to(device)
+    criterion = build_criterion(cfg).to(device)
     postprocessor = build_postprocessor(cfg)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop, gamma=0.1)
     start_epoch, best, best_weights, history = 0, None, None, []
     if state is not None:
         load_weights(model, state["model"], f"--resume {cfg.resume}")
-        model.to(device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         best_weights = state.get("best_model")
-    model.to(device)
-    criterion.to(device)
 
     # validated: from here on the run writes, holding its lock
     lock = RunLock(paths.lock).acquire(cfg.model_name)
@@ -141,7 +139,8 @@ def main(argv=None) -> dict:
             shuffle_generator.set_state(state["shuffle_generator"])
             restore_rng_states(state["rng"])
             logger.info(f"resumed from {cfg.resume}: continuing at epoch {start_epoch} of {cfg.epochs}")
-            changed = config_differences(state.get("config", {}), cfg, ignore=())
+            changed = config_differences(state.get("config", {}), cfg, ignore=("cfg_path", "resume", "overwrite",
+                                                                                "debug"))
             if changed:
                 logger.info("applied on resume (saved -> now): " + ", ".join(
                     f"--{key} {old!r} -> {new!r}" for key, (old, new) in changed.items()))

@@ -181,8 +181,9 @@ def test_build_dataset_generates_synthetic_on_first_use(tmp_path):
     dataset = build_dataset(cfg, "train")
     assert (root / "synthetic_meta.json").is_file() and len(dataset) > 0 and dataset.feature_dim == 128
     bad = default_config(dataset_name="Synthetic", anno_file_path=str(tmp_path / "elsewhere" / "anno.json"))
-    with pytest.raises(FileNotFoundError, match="Synthetic_annotations.json"):
+    with pytest.raises(FileNotFoundError, match="elsewhere/anno.json not found"):
         build_dataset(bad, "train")
+    assert not (tmp_path / "elsewhere").exists()  # not the embedded layout: nothing generated
 
 
 def test_clip_text_side_hook(tmp_path):

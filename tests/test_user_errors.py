@@ -405,7 +405,9 @@ def test_overwrite_moves_the_old_run_aside_and_removes_stale_temps(run, tmp_path
     assert len(paths.csv.read_text().splitlines()) == 1  # only the new run's row
     assert len(list(paths.tensorboard.glob("events.out.tfevents.*"))) == 1
     assert not stale.exists()
-    assert "removed 1 temporary file" in paths.log.read_text()
+    log = paths.log.read_text()
+    assert "removed 1 temporary file" in log and f"moved to {moved}" in log
+    assert "outputs:" in log and f"best checkpoint: {paths.best}" in log  # where the files went (issue 14)
 
 
 def test_log_gets_errors_and_dataset_warnings(run, tmp_path, monkeypatch, capsys):
