@@ -77,6 +77,8 @@ def main(argv=None) -> dict:
     setup_logger()  # console now; the run's log file opens once everything is validated
     cfg = parse_config(argv, get_args_parser("Train GAP for zero-shot temporal action localization"))
     check_ranges(cfg, training=True)
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them")
     paths = run_paths(cfg)
     device = resolve_device(cfg.device)
     check_writable_location(paths.root, "--output_root")
@@ -224,7 +226,7 @@ def open_run_outputs(cfg, paths) -> None:
     """Under the run's lock: re-check the name, move an earlier run aside (--overwrite), remove temporary
     files a killed write left, open the log (appending)."""
     check_run_name_free(cfg, paths)  # again, under the lock: a run of this name may have just finished
-    moved = move_outputs_aside(paths) if cfg.overwrite and not cfg.resume else None
+    moved = move_outputs_aside(paths) if cfg.overwrite else None
     stale = paths.stale_temp_files()
     for path in stale:
         path.unlink()

@@ -241,6 +241,8 @@ FLAG_CASES = {
                                       "--split_id 0 -> 1, --lr 0.0005 -> 0.01"),
     "--resume other num_queries": ("main", lambda r, f: r.args("--resume", str(r.paths.state), "--epochs", "3",
                                                                "--num_queries", "12"), "--num_queries 10 -> 12"),
+    "--resume with --overwrite": ("main", lambda r, f: r.args("--resume", str(r.paths.state), "--overwrite"),
+                                  "--overwrite"),
     "--resume a finished run": ("main", lambda r, f: r.args("--resume", str(r.paths.state)), "--epochs"),
     "test: missing checkpoint": ("test", lambda r, f: r.args(name="nope"), "best_nope.pkl"),
     "test: --ckpt README.md": ("test", lambda r, f: r.args("--ckpt", str(f["README.md"])), "README.md"),
