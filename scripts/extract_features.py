@@ -132,17 +132,36 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
-    """Refuse to mix features of different models / snippet settings in one folder."""
+SETTING_KEYS = ("CLIP_model_name", "frames_per_snippet", "reduce")  # known before CLIP is loaded
+
+
+def check_settings(out_dir: Path, settings: dict, overwrite: bool, video_ids: list[str]) -> None:
+    """Refuse to mix features of different CLIP models / snippet settings in one folder.
+
+    The settings recorded with the features (`extraction_settings.json`) are compared before anything is
+    skipped, so a re-run with another `--reduce` or model never reports stale features as "already
+    extracted". `--overwrite` re-extracts the given videos with the new settings, provided the folder holds no
+    other video's features (those would stay extracted the old way).
+    """
     path = out_dir / SETTINGS_FILE
-    if path.is_file():
+    if not path.is_file():
+        return
+    try:
         previous = json.loads(path.read_text())
-        keys = ("CLIP_model_name", "frames_per_snippet", "reduce")
-        changed = {k: (previous.get(k), settings[k]) for k in keys if previous.get(k) != settings[k]}
-        if changed:
-            raise SystemExit(f"{out_dir} holds features extracted with other settings {changed} "
-                             "(previous, now); choose another --out_dir")
-    atomic_write_json(path, settings, indent=2)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path} is not valid JSON ({err}); delete it or choose another --out_dir") from err
+    changed = {k: (previous.get(k), settings[k]) for k in SETTING_KEYS if previous.get(k) != settings[k]}
+    if not changed:
+        return
+    what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    if not overwrite:
+        raise SystemExit(f"{out_dir} holds features extracted with other settings ({what}); pass --overwrite to "
+                         "re-extract them, or choose another --out_dir")
+    others = sorted(p.stem for p in out_dir.glob("*.npy") if p.stem not in set(video_ids))
+    if others:
+        raise SystemExit(f"{out_dir} holds features of {len(others)} other video(s) extracted with other settings "
+                         f"({what}), e.g. {others[:3]}; --overwrite re-extracts only the given videos: choose "
+                         "another --out_dir")
 
 
 def _read_info(path: Path) -> dict:
@@ -172,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     info_path = Path(args.info_out).expanduser() if args.info_out else out_dir / "feature_info.json"
     info = _read_info(info_path)
 
+    check_settings(out_dir, {"CLIP_model_name": args.CLIP_model_name, "frames_per_snippet": args.frames_per_snippet,
+                             "reduce": args.reduce}, args.overwrite, ids)
+
     todo = [(v, i) for v, i in zip(videos, ids)
             if args.overwrite or not ((out_dir / f"{i}.npy").is_file() and i in info)]
     skipped = len(videos) - len(todo)
@@ -182,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     encoder = ClipFrameEncoder(args.CLIP_model_name, args.device, args.clip_download_root)
     import av
 
-    _check_settings(out_dir, {
+    atomic_write_json(out_dir / SETTINGS_FILE, {
         "CLIP_model_name": args.CLIP_model_name, "frames_per_snippet": args.frames_per_snippet,
         "reduce": args.reduce, "input_resolution": encoder.n_px, "feature_dim": encoder.dim,
         "precision": clip_dtype_tag(encoder.device), "decoder": f"PyAV {av.__version__}",
-    })
+    }, indent=2)
 
     workers = args.workers if args.workers > 0 else (4 if encoder.device.type == "cuda" else 1)
 
