@@ -20,7 +20,6 @@ The work is done by `utils.detector.Detector`, the Python API: the same detectio
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path

@@ -39,7 +39,6 @@ from utils.io import atomic_write_json
 from utils.run import resolve_device
 from utils.video import REDUCTIONS, video_id
 
-
 # ------------------------------------------------------------------------------------------------ results
 
 @dataclass

@@ -1,0 +1,99 @@
+"""CLIP without internet: one-line errors when the weights cannot be downloaded, and the offline demo path
+(tiny CLIP checkpoint -> synthetic dataset -> training -> localize.py on a generated video) run end to end."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+import main as train_main
+from models.build import build_model
+from scripts import encode_text, extract_features, localize, make_offline_demo
+from tests.conftest import REPO_ROOT
+from utils.config import default_config, dump_config
+from utils.detector import Detector
+from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """openai-clip's downloader fails as without internet; the download root is an empty folder."""
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    root = tmp_path / "clip_cache"
+    root.mkdir()
+    return root
+
+
+def _assert_one_line_download_error(err: str, root) -> None:
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert f"{root}/ViT-B-16.pt is missing" in err and "URLError" in err
+    assert "--CLIP_model_name /path/ViT-B-16.pt" in err and "--text_embeddings" in err
+
+
+def test_scripts_report_a_failed_clip_download_in_one_line(no_network, tmp_path, capsys):
+    out = tmp_path / "emb.npz"
+    assert encode_text.cli(["--classes", "high jump", "--out", str(out), "--clip_download_root", str(no_network),
+                            "--text_cache_dir", "", "--device", "cpu"]) == 1
+    _assert_one_line_download_error(capsys.readouterr().err, no_network)
+    assert not out.exists()
+
+    video = write_synthetic_video(tmp_path / "clip.mp4", 16)
+    feats = tmp_path / "feats"
+    assert extract_features.cli(["--videos", str(video), "--out_dir", str(feats), "--clip_download_root",
+                                 str(no_network), "--device", "cpu"]) == 1
+    _assert_one_line_download_error(capsys.readouterr().err, no_network)
+    assert not list(feats.glob("*.npy")) and not (feats / "feature_info.json").exists()
+
+    cfg = default_config(dataset_name="Thumos14", hidden_dim=TINY_EMBED_DIM, nheads=4, dim_feedforward=64,
+                         enc_layers=1, dec_layers=1, num_queries=4, feature_stride=4, slice_size=8, ROIalign_size=4,
+                         enable_classAgnostic=True,
+                         device="cpu", text_cache_dir="", clip_download_root=str(no_network))
+    ckpt = tmp_path / "gap.pkl"
+    torch.save(build_model(cfg).state_dict(), ckpt)
+    yaml_path = dump_config(cfg, tmp_path / "cfg.yaml")
+    results = tmp_path / "localize"
+    assert localize.cli(["--cfg_path", str(yaml_path), "--ckpt", str(ckpt), "--video", str(video),
+                         "--classes", "high jump", "--out_dir", str(results)]) == 1
+    _assert_one_line_download_error(capsys.readouterr().err, no_network)
+    assert not list(results.iterdir())
+
+
+@pytest.mark.slow
+def test_offline_demo_trains_and_localizes_without_internet(no_network, tmp_path, monkeypatch, capsys):
+    """The README's offline commands, verbatim, from a fresh folder (relative paths as in the repository)."""
+    monkeypatch.chdir(tmp_path)
+    assert make_offline_demo.cli([]) == 0
+    printed = capsys.readouterr().out
+    commands = [line.strip() for line in printed.splitlines() if line.strip().startswith(".venv/bin/python")]
+    assert len(commands) == 2 and "config/offline_demo.yaml" in commands[0]
+    meta = json.loads((tmp_path / "data/OfflineDemo/Synthetic/synthetic_meta.json").read_text())
+    assert meta["feature_dim"] == TINY_EMBED_DIM and meta["clip_model_name"].endswith("tiny_clip.pt")
+
+    # training: the README command, shortened to one epoch (the config's own text cache kept out of $HOME)
+    train_main.main(["--cfg_path", str(REPO_ROOT / "config/offline_demo.yaml"), "--model_name", "offline_demo",
+                     "--epochs", "1", "--text_cache_dir", str(tmp_path / "cache"), "--device", "cpu"])
+    assert (tmp_path / "ckpt/Synthetic/best_offline_demo.pkl").is_file()
+
+    # localize.py: exactly the command make_offline_demo.py printed
+    argv = commands[1].split(" ", 2)[2]
+    import shlex
+
+    assert localize.cli(shlex.split(argv)) == 0
+    out = tmp_path / "results/localize"
+    rows = json.loads((out / "demo_video_detections.json").read_text())["results"]["demo_video"]
+    assert rows and {row["label"] for row in rows} <= {"Archery", "Fencing"}
+    for suffix in ("_detections.csv", "_detections.srt", "_timeline.png", "_features.npy"):
+        assert (out / f"demo_video{suffix}").is_file(), suffix
+    # the features are those of the tiny CLIP (32-d), 50 snippets of 8 frames of the 16 s video
+    assert np.load(out / "demo_video_features.npy").shape == (50, TINY_EMBED_DIM)
+    # and the Python API on the same run gives the same detections
+    found = Detector.from_run("logs/Synthetic/offline_demo_config.yaml", "ckpt/Synthetic/best_offline_demo.pkl")
+    assert found.localize("data/OfflineDemo/demo_video.mp4", "Archery, Fencing").results_json()["results"][
+        "demo_video"] == rows
