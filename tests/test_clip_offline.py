@@ -2,7 +2,10 @@
 (tiny CLIP checkpoint -> synthetic dataset -> training -> localize.py on a generated video) run end to end."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shlex
 import urllib.error
 import urllib.request
 
@@ -12,7 +15,7 @@ import torch
 
 import main as train_main
 from models.build import build_model
-from scripts import encode_text, extract_features, localize, make_offline_demo
+from scripts import demo_table, encode_text, extract_features, localize, make_offline_demo
 from tests.conftest import REPO_ROOT
 from utils.config import default_config, dump_config
 from utils.detector import Detector
@@ -65,28 +68,31 @@ def test_scripts_report_a_failed_clip_download_in_one_line(no_network, tmp_path,
     assert not list(results.iterdir())
 
 
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    """scripts/make_offline_demo.py, then the README's training command (one epoch), in a fresh folder."""
+    root = tmp_path_factory.mktemp("offline_demo")
+    with contextlib.chdir(root), contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert make_offline_demo.cli([]) == 0
+        train_main.main(["--cfg_path", str(REPO_ROOT / "config/offline_demo.yaml"), "--model_name", "offline_demo",
+                         "--epochs", "1", "--text_cache_dir", str(root / "cache"), "--device", "cpu"])
+    return root, printed.getvalue()
+
+
 @pytest.mark.slow
-def test_offline_demo_trains_and_localizes_without_internet(no_network, tmp_path, monkeypatch, capsys):
+def test_offline_demo_trains_and_localizes_without_internet(offline_run, no_network, monkeypatch, capsys):
     """The README's offline commands, verbatim, from a fresh folder (relative paths as in the repository)."""
-    monkeypatch.chdir(tmp_path)
-    assert make_offline_demo.cli([]) == 0
-    printed = capsys.readouterr().out
+    root, printed = offline_run
+    monkeypatch.chdir(root)
     commands = [line.strip() for line in printed.splitlines() if line.strip().startswith(".venv/bin/python")]
     assert len(commands) == 2 and "config/offline_demo.yaml" in commands[0]
-    meta = json.loads((tmp_path / "data/OfflineDemo/Synthetic/synthetic_meta.json").read_text())
+    meta = json.loads((root / "data/OfflineDemo/Synthetic/synthetic_meta.json").read_text())
     assert meta["feature_dim"] == TINY_EMBED_DIM and meta["clip_model_name"].endswith("tiny_clip.pt")
-
-    # training: the README command, shortened to one epoch (the config's own text cache kept out of $HOME)
-    train_main.main(["--cfg_path", str(REPO_ROOT / "config/offline_demo.yaml"), "--model_name", "offline_demo",
-                     "--epochs", "1", "--text_cache_dir", str(tmp_path / "cache"), "--device", "cpu"])
-    assert (tmp_path / "ckpt/Synthetic/best_offline_demo.pkl").is_file()
+    assert (root / "ckpt/Synthetic/best_offline_demo.pkl").is_file()
 
     # localize.py: exactly the command make_offline_demo.py printed
-    argv = commands[1].split(" ", 2)[2]
-    import shlex
-
-    assert localize.cli(shlex.split(argv)) == 0
-    out = tmp_path / "results/localize"
+    assert localize.cli(shlex.split(commands[1].split(" ", 2)[2])) == 0
+    out = root / "results/localize"
     rows = json.loads((out / "demo_video_detections.json").read_text())["results"]["demo_video"]
     assert rows and {row["label"] for row in rows} <= {"Archery", "Fencing"}
     for suffix in ("_detections.csv", "_detections.srt", "_timeline.png", "_features.npy"):
@@ -97,3 +103,35 @@ def test_offline_demo_trains_and_localizes_without_internet(no_network, tmp_path
     found = Detector.from_run("logs/Synthetic/offline_demo_config.yaml", "ckpt/Synthetic/best_offline_demo.pkl")
     assert found.localize("data/OfflineDemo/demo_video.mp4", "Archery, Fencing").results_json()["results"][
         "demo_video"] == rows
+
+
+def _readme_demo_table() -> list[str]:
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    start = lines.index(demo_table.HEADER)
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return lines[start:end]
+
+
+@pytest.mark.slow
+def test_demo_table_row_has_readme_format_and_the_run_numbers(offline_run, capsys):
+    root, _ = offline_run
+    assert demo_table.main(["--model_name", "offline_demo", "--output_root", str(root), "--label", "tiny"]) == 0
+    header, separator, row, last, machine = capsys.readouterr().out.strip().splitlines()
+    match = demo_table.ROW_PATTERN.match(row)
+    assert match, row
+    best = json.loads((root / "results/Synthetic/offline_demo/best_metrics.json").read_text())
+    assert int(match["epoch"]) == best["epoch"] == 0
+    assert float(match["avg"]) == round(100 * best["average_mAP"], 2)
+    assert float(match["ap50"]) == round(100 * best["AP50"], 2)
+    assert float(match["ar40"]) == round(100 * best["AR@40"], 2)
+    assert float(match["all"]) == round(100 * best["eval_videos_all"]["average_mAP"], 2)
+    assert last.startswith("last epoch (0,") and f"{100 * best['average_mAP']:.2f}" in last  # one epoch: same
+    assert machine.startswith("measured on: CPU ") and "torch " in machine
+
+    # README's demo table: the script's header and separator, every measured row in the script's format
+    table = _readme_demo_table()
+    assert table[:2] == [header, separator]
+    measured = [line for line in table[2:] if not line.startswith("| random proposals")]
+    assert measured and all(demo_table.ROW_PATTERN.match(line) for line in measured), measured
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "scripts/demo_table.py" in readme
