@@ -1,7 +1,7 @@
 """Print a finished training run as a row of README's demo table, so the table's numbers come from files.
 
     .venv/bin/python main.py --cfg_path config/demo.yaml --model_name demo
-    .venv/bin/python scripts/demo_table.py --model_name demo --label "default (\\`--select_on test\\`, the original's selection)"
+    .venv/bin/python scripts/demo_table.py --model_name demo --label "default"
 
 Reads what the run wrote under `--output_root` (default .): `results/<dataset>/<model>/best_metrics.json`
 (selected epoch, average mAP, mAP@0.5 and AR@40 with eval_videos=gt, average mAP with eval_videos=all),
