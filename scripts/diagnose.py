@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scripts.evaluate import add_input_arguments, load_inputs  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
 from utils.evaluation import eval_settings  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 from utils.metrics import average_precision, descending_score_order, pairs_with_equal_keys, segment_iou  # noqa: E402
@@ -364,14 +365,10 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-def cli() -> None:
+def cli(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(cli())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shlex
 import urllib.error
 import urllib.request
@@ -72,10 +73,16 @@ def test_scripts_report_a_failed_clip_download_in_one_line(no_network, tmp_path,
 def offline_run(tmp_path_factory):
     """scripts/make_offline_demo.py, then the README's training command (one epoch), in a fresh folder."""
     root = tmp_path_factory.mktemp("offline_demo")
-    with contextlib.chdir(root), contextlib.redirect_stdout(io.StringIO()) as printed:
-        assert make_offline_demo.cli([]) == 0
-        train_main.main(["--cfg_path", str(REPO_ROOT / "config/offline_demo.yaml"), "--model_name", "offline_demo",
-                         "--epochs", "1", "--text_cache_dir", str(root / "cache"), "--device", "cpu"])
+    previous = os.getcwd()
+    os.chdir(root)  # the README's commands use paths relative to the repository root (contextlib.chdir: 3.11+)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert make_offline_demo.cli([]) == 0
+            train_main.main(["--cfg_path", str(REPO_ROOT / "config/offline_demo.yaml"), "--model_name",
+                             "offline_demo", "--epochs", "1", "--text_cache_dir", str(root / "cache"),
+                             "--device", "cpu"])
+    finally:
+        os.chdir(previous)
     return root, printed.getvalue()
 
 

@@ -233,7 +233,7 @@ class Detector:
     def features(self, video_path: str | Path) -> tuple[np.ndarray, dict]:
         """CLIP features [snippets, D] of a video and its feature-info entry; reused from `feature_dir` when
         they were extracted there with the same video, CLIP model, snippet length and reduction."""
-        from scripts.extract_features import ClipFrameEncoder, extract_video_features, save_features
+        from utils.frame_features import ClipFrameEncoder, extract_video_features, save_features
 
         video_path = Path(video_path)
         if not video_path.is_file():
