@@ -132,3 +132,30 @@ def test_script_tables_misses_and_figure(tmp_path, capsys):
     summary = main([*args, "--eval_videos", "all"])
     assert summary["num_detections"] == 10
     assert summary["false_positive_profile"][0]["background"] == 1
+
+
+def test_split_root_follows_the_dataset(tmp_path, monkeypatch, capsys):
+    """`--dataset Synthetic --split 75` reads data/Synthetic/splits (the demo's lists) without --split_root."""
+    from datasets import ensure_synthetic_dataset
+    from datasets.splits import read_split_classes
+    from scripts import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    data = ensure_synthetic_dataset("data/Synthetic", seed=2, num_classes=8, num_train_videos=4, num_test_videos=16,
+                                    min_length=60, max_length=80, feature_dim=8)
+    classes = read_split_classes(data / "splits", "Synthetic", 75, 0, "inference")
+    annotations = json.loads((data / "Synthetic_annotations.json").read_text())["database"]
+    perfect = {vid: [{"segment": a["segment"], "label": a["label"], "score": 1.0} for a in entry["annotations"]
+                     if a["label"] in classes]
+               for vid, entry in annotations.items() if entry["subset"] == "test"}
+    pred = tmp_path / "perfect.json"
+    pred.write_text(json.dumps({"results": {vid: rows for vid, rows in perfect.items() if rows}}))
+    args = ["--gt", str(data / "Synthetic_annotations.json"), "--pred", str(pred), "--dataset", "Synthetic",
+            "--split", "75", "--split_id", "0"]
+    assert evaluate.main(args)["average_mAP"] == pytest.approx(1.0)
+    summary = main([*args, "--out_dir", str(tmp_path / "diag")])
+    assert summary["classes"] == classes and summary["false_negatives"]["missed"] == 0
+    assert summary["false_positive_profile"][0]["true_positive"] == summary["num_instances"]
+    # the release's layout is still the default for the other datasets
+    with pytest.raises(FileNotFoundError, match="splits"):
+        evaluate.main([*args[:5], "Thumos14", *args[6:]])
