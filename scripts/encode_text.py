@@ -37,6 +37,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--description_file_path", default=None, help="description JSON (target_type description)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--text_cache_dir", default=DEFAULT_CACHE_DIR, help="embedding cache ('' = off)")
+    parser.add_argument("--clip_download_root", default=None,
+                        help="where CLIP model names are downloaded (default: ~/.cache/clip)")
     return parser
 
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--target_type description needs --description_file_path")
         descriptions = load_descriptions(args.description_file_path, required=True)
     encoder = ClipTextEncoder(args.CLIP_model_name, args.target_type, args.device, args.text_cache_dir,
-                              args.description_file_path)
+                              args.description_file_path, args.clip_download_root)
     embeddings = encoder.encode(names, descriptions)
     prompts = build_prompts(names, args.target_type, descriptions, args.description_file_path)
     write_text_embeddings(args.out, names, embeddings, encoder.logit_scale, prompts)

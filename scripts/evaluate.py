@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the repository root importable
@@ -38,8 +39,18 @@ from utils.report import AR_KEYS, metrics_table  # noqa: E402
 DEFAULT_STRIDE = {"Thumos14": 8, "Synthetic": 8, "ActivityNet13": 16}  # the headline configurations
 
 
+DEFAULT_SPLIT_ROOT = {"Synthetic": "./data/Synthetic/splits"}  # the demo's lists; the release's are in ./splits
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(parser)
+    parser.add_argument("--out", default=None, help="write the metrics (fractions) to this JSON file")
+    return parser
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the ground truth, classes and detections (shared with scripts/diagnose.py)."""
     parser.add_argument("--gt", required=True, help="annotation JSON of the release (.json or .json.gz)")
     parser.add_argument("--pred", required=True, help="detections in the ActivityNet results format")
     parser.add_argument("--dataset", required=True, choices=sorted(SETTINGS),
@@ -48,7 +59,8 @@ def get_parser() -> argparse.ArgumentParser:
     classes.add_argument("--classes", help="comma-separated evaluated class names (class index = position)")
     classes.add_argument("--split", type=int, choices=(75, 50), help="zero-shot split: evaluate its test classes")
     parser.add_argument("--split_id", type=int, default=0, help="split list id (0..9)")
-    parser.add_argument("--split_root", default="./splits", help="folder holding train_75_test_25/ ...")
+    parser.add_argument("--split_root", default=None, help="folder holding train_75_test_25/ ... (default: "
+                        "./data/Synthetic/splits for Synthetic, else ./splits)")
     parser.add_argument("--subset", default=None,
                         help="annotation subset to score (default: test for Thumos14, val for ActivityNet13)")
     parser.add_argument("--feature_info", default=None,
@@ -60,8 +72,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_videos", default="gt", choices=EVAL_VIDEOS,
                         help="gt: score only videos with ground truth (the original); all: detections on "
                              "every subset video count, false positives where there is no ground truth")
-    parser.add_argument("--out", default=None, help="write the metrics (fractions) to this JSON file")
-    return parser
 
 
 def video_sets(annotations: dict, info: dict | None, subset: str, rules: DatasetRules) -> tuple[list[str], set[str]]:
@@ -78,18 +88,27 @@ def video_sets(annotations: dict, info: dict | None, subset: str, rules: Dataset
     return sorted(evaluated), listed - evaluated
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    if args.out is not None:  # checked before the (long) scoring, and named as the flag
-        if Path(args.out).is_dir():
-            raise IsADirectoryError(f"--out {args.out} is a folder; expected the path of the metrics JSON to write")
-        check_writable_location(Path(args.out).parent, "--out")
+@dataclass
+class ScoringInputs:
+    """What the flags of `add_input_arguments` select, read and checked."""
+
+    classes: list[str]
+    ground_truth: dict
+    evaluated: list[str]
+    merged: dict
+    annotations: dict
+    subset: str
+    stride: int
+
+
+def load_inputs(args: argparse.Namespace) -> ScoringInputs:
     if args.classes is not None:
         classes = [name.strip() for name in args.classes.split(",") if name.strip()]
         if not classes or len(set(classes)) != len(classes):
             raise ValueError(f"--classes must list distinct class names, got {args.classes!r}")
     else:
-        classes = read_split_classes(args.split_root, args.dataset, args.split, args.split_id, "inference")
+        split_root = args.split_root or DEFAULT_SPLIT_ROOT.get(args.dataset, "./splits")
+        classes = read_split_classes(split_root, args.dataset, args.split, args.split_id, "inference")
     rules = rules_for(args.dataset)
     subset = args.subset or rules.subsets["inference"]
     stride = args.feature_stride or DEFAULT_STRIDE[args.dataset]
@@ -104,6 +123,18 @@ def main(argv: list[str] | None = None) -> dict:
         warnings.warn(f"{args.pred}: detections of {len(skipped)} video(s) that the datasets never evaluate "
                       f"(excluded or absent from the feature info) are ignored: {skipped[:5]}", stacklevel=2)
         merged = {vid: d for vid, d in merged.items() if vid not in ignored}
+    return ScoringInputs(classes, ground_truth, evaluated, merged, annotations, subset, stride)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    if args.out is not None:  # checked before the (long) scoring, and named as the flag
+        if Path(args.out).is_dir():
+            raise IsADirectoryError(f"--out {args.out} is a folder; expected the path of the metrics JSON to write")
+        check_writable_location(Path(args.out).parent, "--out")
+    inputs = load_inputs(args)
+    classes, ground_truth, evaluated, merged = inputs.classes, inputs.ground_truth, inputs.evaluated, inputs.merged
+    subset, stride = inputs.subset, inputs.stride
     metrics = evaluate_merged(merged, ground_truth, evaluated, classes, args.dataset, eval_videos=args.eval_videos)
     metrics.update({"gt_file": str(args.gt), "pred_file": str(args.pred), "subset": subset,
                     "feature_stride": stride, "feature_info": args.feature_info})

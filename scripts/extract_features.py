@@ -20,11 +20,9 @@ interrupted run can simply be restarted; a video that fails is reported at the e
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -32,79 +30,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.cli import run_cli  # noqa: E402
-from utils.clip_loading import clip_dtype_tag, clip_input_resolution, load_clip, preprocess_frames  # noqa: E402
-from utils.io import atomic_write_bytes, atomic_write_json  # noqa: E402
-from utils.run import resolve_device  # noqa: E402
-from utils.video import (  # noqa: E402
-    REDUCTIONS,
-    SnippetAccumulator,
-    VideoDecodeError,
-    VideoReader,
-    frame_selector,
-    iter_batches,
-    list_videos,
-    prefetch,
-    snippet_info,
-    video_id,
-)
+from utils.clip_loading import clip_dtype_tag  # noqa: E402
+from utils.frame_features import ClipFrameEncoder, extract_video_features, save_features  # noqa: E402
+from utils.io import atomic_write_json  # noqa: E402
+from utils.video import REDUCTIONS, list_videos, video_id  # noqa: E402
 
 logger = logging.getLogger("extract_features")
 SETTINGS_FILE = "extraction_settings.json"
-
-
-class ClipFrameEncoder:
-    """CLIP image tower applied to batches of decoded uint8 frames; safe to call from several threads (the
-    device work is serialised, so videos decoded in parallel share one model)."""
-
-    def __init__(self, model_name: str, device: str | torch.device | None, download_root: str | None = None):
-        self.device = resolve_device(device)
-        self.model = load_clip(model_name, self.device, download_root)
-        self.n_px = clip_input_resolution(self.model)
-        self.dtype = self.model.visual.conv1.weight.dtype  # float16 on CUDA, float32 on CPU
-        self.dim = int(self.model.visual.output_dim)
-        self._lock = threading.Lock()
-
-    @torch.no_grad()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """`[N,H,W,3]` uint8 RGB -> `[N,D]` float32 image features (not normalised)."""
-        batch = torch.from_numpy(frames)  # pinning it measured no faster (per-batch pinned allocations)
-        with self._lock:
-            images = preprocess_frames(batch.to(self.device), self.n_px).to(self.dtype)
-            return self.model.encode_image(images).float().cpu().numpy()
-
-
-def extract_video_features(path: str | Path, encoder: ClipFrameEncoder, frames_per_snippet: int,
-                           reduce: str = "mean", batch_size: int = 64, show_progress: bool = False,
-                           ) -> tuple[np.ndarray, dict]:
-    """Per-snippet CLIP features `[snippet_length, D]` float32 and the info entry of one video."""
-    reader = VideoReader(path)
-    accumulator = SnippetAccumulator(frames_per_snippet, reduce)
-    frames = reader.frames(frame_selector(frames_per_snippet, reduce))
-    bar = tqdm(desc=Path(path).name, unit="frame", leave=False, disable=not show_progress)
-    with bar:
-        for batch in prefetch(iter_batches(frames, batch_size), depth=2):
-            indices = np.array([index for index, _ in batch])
-            try:
-                images = np.stack([image for _, image in batch])
-            except ValueError as err:
-                raise VideoDecodeError(f"{path}: frame size changes inside the video ({err})") from err
-            accumulator.add(indices, encoder(images))
-            bar.update(len(batch))
-    frame_length = reader.frame_length
-    if frame_length is None or frame_length < frames_per_snippet:
-        raise VideoDecodeError(f"{path}: {frame_length} frames, fewer than one snippet of {frames_per_snippet}")
-    return accumulator.result(frame_length), snippet_info(frame_length, frames_per_snippet, reader.fps)
-
-
-def save_features(path: Path, features: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(features, dtype=np.float32))
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -132,17 +67,36 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
-    """Refuse to mix features of different models / snippet settings in one folder."""
+SETTING_KEYS = ("CLIP_model_name", "frames_per_snippet", "reduce")  # known before CLIP is loaded
+
+
+def check_settings(out_dir: Path, settings: dict, overwrite: bool, video_ids: list[str]) -> None:
+    """Refuse to mix features of different CLIP models / snippet settings in one folder.
+
+    The settings recorded with the features (`extraction_settings.json`) are compared before anything is
+    skipped, so a re-run with another `--reduce` or model never reports stale features as "already
+    extracted". `--overwrite` re-extracts the given videos with the new settings, provided the folder holds no
+    other video's features (those would stay extracted the old way).
+    """
     path = out_dir / SETTINGS_FILE
-    if path.is_file():
+    if not path.is_file():
+        return
+    try:
         previous = json.loads(path.read_text())
-        keys = ("CLIP_model_name", "frames_per_snippet", "reduce")
-        changed = {k: (previous.get(k), settings[k]) for k in keys if previous.get(k) != settings[k]}
-        if changed:
-            raise SystemExit(f"{out_dir} holds features extracted with other settings {changed} "
-                             "(previous, now); choose another --out_dir")
-    atomic_write_json(path, settings, indent=2)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path} is not valid JSON ({err}); delete it or choose another --out_dir") from err
+    changed = {k: (previous.get(k), settings[k]) for k in SETTING_KEYS if previous.get(k) != settings[k]}
+    if not changed:
+        return
+    what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    if not overwrite:
+        raise SystemExit(f"{out_dir} holds features extracted with other settings ({what}); pass --overwrite to "
+                         "re-extract them, or choose another --out_dir")
+    others = sorted(p.stem for p in out_dir.glob("*.npy") if p.stem not in set(video_ids))
+    if others:
+        raise SystemExit(f"{out_dir} holds features of {len(others)} other video(s) extracted with other settings "
+                         f"({what}), e.g. {others[:3]}; --overwrite re-extracts only the given videos: choose "
+                         "another --out_dir")
 
 
 def _read_info(path: Path) -> dict:
@@ -172,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     info_path = Path(args.info_out).expanduser() if args.info_out else out_dir / "feature_info.json"
     info = _read_info(info_path)
 
+    check_settings(out_dir, {"CLIP_model_name": args.CLIP_model_name, "frames_per_snippet": args.frames_per_snippet,
+                             "reduce": args.reduce}, args.overwrite, ids)
+
     todo = [(v, i) for v, i in zip(videos, ids)
             if args.overwrite or not ((out_dir / f"{i}.npy").is_file() and i in info)]
     skipped = len(videos) - len(todo)
@@ -182,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     encoder = ClipFrameEncoder(args.CLIP_model_name, args.device, args.clip_download_root)
     import av
 
-    _check_settings(out_dir, {
+    atomic_write_json(out_dir / SETTINGS_FILE, {
         "CLIP_model_name": args.CLIP_model_name, "frames_per_snippet": args.frames_per_snippet,
         "reduce": args.reduce, "input_resolution": encoder.n_px, "feature_dim": encoder.dim,
         "precision": clip_dtype_tag(encoder.device), "decoder": f"PyAV {av.__version__}",
-    })
+    }, indent=2)
 
     workers = args.workers if args.workers > 0 else (4 if encoder.device.type == "cuda" else 1)
 

@@ -12,13 +12,14 @@ given classes ("a video of a person doing {class}" unless `--raw_prompts`; or `-
   `rescale_length` snippets (0: kept as is), as in evaluation;
 - optional per-class NMS over the whole video (`--nms_threshold`, default 0.5; 0 keeps the fused output, minus
   the exact duplicates that the fusion can emit).
-Writes `<out_dir>/<video>_detections.json` (ActivityNet results format, times in seconds) and
-`<out_dir>/<video>_timeline.png`, and prints the top detections.
+Writes into `--out_dir` (`--formats`, default all): `<video>_detections.json` (ActivityNet results format,
+times in seconds), `<video>_timeline.png`, `<video>_detections.csv` (every detection) and
+`<video>_detections.srt` (subtitles of the `--top` best), and prints the top detections.
+The work is done by `utils.detector.Detector`, the Python API: the same detections from a notebook.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -27,15 +28,15 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from models.text_encoder import build_text_encoder, check_embedding_dim, parse_class_list  # noqa: E402
+from models.text_encoder import parse_class_list  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.clip_loading import clip_identity  # noqa: E402
 from utils.config import get_args_parser, parse_config  # noqa: E402
-from utils.io import atomic_write_json  # noqa: E402
-from utils.run import resolve_device  # noqa: E402
-from utils.video import REDUCTIONS, video_id  # noqa: E402
+from utils.detector import Detections, Detector, format_score  # noqa: E402
+from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from utils.video import REDUCTIONS  # noqa: E402
+
+FORMATS = ("json", "png", "csv", "srt")
 
 logger = logging.getLogger("localize")
 
@@ -55,109 +56,12 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--reduce", default="mean", choices=REDUCTIONS, help="frame pooling inside a snippet "
                        "(must match how the checkpoint's training features were extracted)")
     group.add_argument("--extract_batch_size", type=int, default=64, help="frames per CLIP forward pass")
+    group.add_argument("--formats", default=",".join(FORMATS),
+                       help=f"comma-separated outputs among {', '.join(FORMATS)} (the detections are always printed)")
     return parser
 
 
-# ------------------------------------------------------------------------------------------------ features
-
-def video_features(cfg, out_dir: Path) -> tuple[np.ndarray, dict]:
-    """Snippet features of `cfg.video` (reused from `out_dir` when extracted with the same settings)."""
-    from scripts.extract_features import ClipFrameEncoder, extract_video_features, save_features
-
-    vid = video_id(cfg.video)
-    feature_file, info_file = out_dir / f"{vid}_features.npy", out_dir / f"{vid}_features.json"
-    settings = {"video": str(Path(cfg.video).resolve()), "video_size": Path(cfg.video).stat().st_size,
-                "CLIP": clip_identity(cfg.CLIP_model_name), "frames_per_snippet": int(cfg.feature_stride),
-                "reduce": cfg.reduce}
-    if feature_file.is_file() and info_file.is_file():
-        stored = json.loads(info_file.read_text())
-        if stored.get("settings") == settings:
-            print(f"reusing features {feature_file}")
-            return np.load(feature_file), stored["info"]
-    encoder = ClipFrameEncoder(cfg.CLIP_model_name, cfg.device, getattr(cfg, "clip_download_root", None))
-    features, info = extract_video_features(cfg.video, encoder, int(cfg.feature_stride), cfg.reduce,
-                                            cfg.extract_batch_size, show_progress=True)
-    del encoder
-    save_features(feature_file, features)
-    atomic_write_json(info_file, {"settings": settings, "info": info}, indent=2)
-    return features, info
-
-
-def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tensor, dict]]:
-    """Inputs as the inference datasets build them: THUMOS14-style windows or one rescaled ActivityNet item."""
-    from datasets.activitynet import rescale_features
-    from datasets.targets import sliding_windows
-
-    length = int(info["snippet_length"])
-    if length < 2:
-        raise ValueError(f"{cfg.video}: {length} snippet(s) of {cfg.feature_stride} frames; localization needs >= 2")
-    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    if cfg.dataset_name == "ActivityNet13":  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
-        rescale = int(getattr(cfg, "rescale_length", 0) or 0)
-        item = rescale_features(tensor, rescale) if rescale else tensor
-        return [(item, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
-                        "time_offset": 0.0, "window": None, "feature_fps": None})]
-    ffps = float(info["video_fps"]) / int(cfg.feature_stride)
-    if getattr(cfg, "inference_entire", False):
-        windows = np.array([[0, length - 1]])
-    else:
-        windows = sliding_windows(length, int(cfg.slice_size), float(cfg.inference_slice_overlap), full_tail=False)
-    # Window [s, e] spans s/ffps .. e/ffps seconds, its duration (e - s)/ffps (SPEC §3.2, quirk 19).
-    return [(tensor[start:end + 1], {"video_name": f"window {start}-{end}", "video_duration": (end - start) / ffps,
-                                     "time_offset": start / ffps, "window": (start, end), "feature_fps": ffps})
-            for start, end in windows.tolist()]
-
-
-# ------------------------------------------------------------------------------------------------ detection
-
-def detect(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, cfg):
-    """Per-item detections of the evaluation's inference pass (`utils.engine.predict`: `--amp`,
-    `--filter_threshold`), shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
-    from torch.utils.data import DataLoader
-
-    from datasets.collate import collate_batch
-    from utils.engine import predict
-
-    loader = DataLoader(items, batch_size=int(cfg.batch_size), collate_fn=collate_batch)
-    records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp, desc="localize",
-                      filter_threshold=cfg.filter_threshold)
-    segments = [r["segments"].astype(np.float64).reshape(-1, 2) + r["time_offset"] for r in records]
-    scores = [r["scores"].astype(np.float64) for r in records]
-    labels = [r["labels"].astype(np.int64) for r in records]
-    owner = np.repeat(np.arange(len(records)), [len(r) for r in scores])
-    return np.concatenate(segments), np.concatenate(scores), np.concatenate(labels), owner
-
-
-def merge_detections(segments, scores, labels, owner, items, nms_threshold: float):
-    """Cross-window fusion as in evaluation (SPEC §8.3), exact duplicates removed, optional per-class NMS;
-    rows sorted by score (descending)."""
-    from utils.fusion import cross_window_fusion, suppressed_by_nms
-
-    windows = [meta["window"] for _, meta in items]
-    if len(items) > 1 and all(w is not None for w in windows):
-        rows = cross_window_fusion(np.zeros(len(scores), np.int64), owner, segments, scores, labels,
-                                   np.zeros(len(items), np.int64), [w[0] for w in windows],
-                                   [w[1] for w in windows], [meta["feature_fps"] for _, meta in items])
-        segments, scores, labels = segments[rows], scores[rows], labels[rows]
-    # a detection touching two window overlaps is emitted twice by the fusion (quirk 24): keep one
-    _, unique = np.unique(np.column_stack([segments, labels]), axis=0, return_index=True)
-    unique = np.sort(unique)
-    segments, scores, labels = segments[unique], scores[unique], labels[unique]
-    if nms_threshold > 0 and len(scores):
-        keep = ~suppressed_by_nms(labels, segments, scores, nms_threshold)
-        segments, scores, labels = segments[keep], scores[keep], labels[keep]
-    order = np.argsort(-scores, kind="stable")
-    return segments[order], scores[order], labels[order]
-
-
 # ------------------------------------------------------------------------------------------------ outputs
-
-def detections_json(vid: str, segments, scores, labels, classes: list[str]) -> dict:
-    """ActivityNet results format (the same layout main.py/test.py write)."""
-    rows = [{"segment": [round(float(s), 4), round(float(e), 4)], "label": classes[int(c)], "score": float(p)}
-            for (s, e), c, p in zip(segments, labels, scores)]
-    return {"results": {vid: rows}, "external_data": {}}
-
 
 def timeline_lanes(segments: np.ndarray, labels: np.ndarray, max_lanes: int) -> np.ndarray:
     """Lane of each detection inside its class row so that drawn bars never overlap: detections (in row
@@ -206,7 +110,7 @@ def plot_timeline(path: Path, vid: str, duration: float, segments, scores, label
                        facecolors=colours(c % colours.N), alpha=alpha,
                        edgecolor="black" if i < top else "none", linewidth=0.8)
         if i < top:
-            ax.text((start + end) / 2, bottom + height / 2, f"#{i + 1} {score:.2f}", ha="center", va="center",
+            ax.text((start + end) / 2, bottom + height / 2, f"#{i + 1} {format_score(score)}", ha="center", va="center",
                     fontsize=7)
     ax.set_yticks(range(len(classes)), classes)
     ax.set_ylim(len(classes) - 0.5, -0.5)
@@ -227,64 +131,56 @@ def format_top(segments, scores, labels, classes: list[str], top: int) -> str:
     lines = [f"{'#':>3}  {'start (s)':>9}  {'end (s)':>9}  {'score':>6}  class"]
     for rank in range(min(top, len(scores))):
         (start, end), c = segments[rank], int(labels[rank])
-        lines.append(f"{rank + 1:>3}  {start:9.2f}  {end:9.2f}  {scores[rank]:6.4f}  {classes[c]}")
+        lines.append(f"{rank + 1:>3}  {start:9.2f}  {end:9.2f}  {format_score(scores[rank]):>6}  {classes[c]}")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ main
 
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"--formats: unknown output(s) {unknown}; expected some of {list(FORMATS)}")
+    return formats
+
+
+def write_outputs(found: Detections, out_dir: Path, formats: list[str], top: int) -> list[Path]:
+    stem = out_dir / found.video
+    written = []
+    if "json" in formats:
+        written.append(atomic_write_json(f"{stem}_detections.json", found.results_json()))
+    if "csv" in formats:
+        written.append(atomic_write_text(f"{stem}_detections.csv", found.to_csv()))
+    if "srt" in formats:
+        written.append(atomic_write_text(f"{stem}_detections.srt", found.to_srt(top)))
+    if "png" in formats:
+        written.append(plot_timeline(Path(f"{stem}_timeline.png"), found.video, found.duration, found.segments,
+                                     found.scores, found.labels, found.classes, top))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv, get_parser())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from models.build import build_model, build_postprocessor
-    from utils.checkpoint import load_model_weights
-
     if not cfg.ckpt:
         raise SystemExit("--ckpt is required: the trained detector's weights (e.g. ckpt/Thumos14/best_<model>.pkl)")
     if not Path(cfg.video).is_file():
         raise SystemExit(f"--video {cfg.video}: file not found")
     classes = parse_class_list(cfg.classes)
-    if cfg.raw_prompts:
-        cfg.target_type = "name"
-    device = resolve_device(cfg.device)
-    cfg.device = str(device)
+    formats = parse_formats(cfg.formats)
     out_dir = Path(cfg.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
-    vid = video_id(cfg.video)
 
     # The detector first: a checkpoint that does not fit the flags fails before any video is decoded.
-    model = build_model(cfg)
-    load_model_weights(model, cfg.ckpt)
-    model.to(device)
-
-    descriptions = None
-    if cfg.target_type == "description" and not cfg.text_embeddings:
-        from datasets.annotations import load_descriptions
-
-        descriptions = load_descriptions(cfg.description_file_path, required=True)
-    text_encoder = build_text_encoder(cfg)
-    text_embeddings = text_encoder.encode(classes, descriptions)
-    # the model compares text with features of width hidden_dim (checked against the video below)
-    check_embedding_dim(text_embeddings, cfg.hidden_dim, text_encoder.source)
-
-    features, info = video_features(cfg, out_dir)
-    if features.shape[1] != cfg.hidden_dim:
-        raise SystemExit(f"features of {cfg.video} have {features.shape[1]} channels but the model's hidden_dim is "
-                         f"{cfg.hidden_dim}: use the CLIP model the checkpoint was trained with")
-
-    items = model_items(features, info, cfg)
-    detections = detect(model, build_postprocessor(cfg), items, text_embeddings, device, cfg)
-    segments, scores, labels = merge_detections(*detections, items, cfg.nms_threshold)
-
-    json_path = atomic_write_json(out_dir / f"{vid}_detections.json",
-                                  detections_json(vid, segments, scores, labels, classes))
-    duration = max(float(info["frame_duration"]), float(info["snippet_duration"]))
-    png_path = plot_timeline(out_dir / f"{vid}_timeline.png", vid, duration, segments, scores, labels, classes,
-                             cfg.top)
-    print(f"{vid}: {duration:.1f} s, {info['snippet_length']} snippets, {len(items)} model input(s), "
-          f"{len(scores)} detections")
-    print(format_top(segments, scores, labels, classes, cfg.top))
-    print(f"wrote {json_path} and {png_path}")
+    detector = Detector(cfg, reduce=cfg.reduce, nms_threshold=cfg.nms_threshold, raw_prompts=cfg.raw_prompts,
+                        feature_dir=out_dir, extract_batch_size=cfg.extract_batch_size)
+    found = detector.localize(cfg.video, classes)
+    written = write_outputs(found, out_dir, formats, cfg.top)
+    print(f"{found.video}: {found.duration:.1f} s, {found.snippet_length} snippets, {found.num_inputs} model "
+          f"input(s), {len(found)} detections")
+    print(format_top(found.segments, found.scores, found.labels, found.classes, cfg.top))
+    print(f"wrote {', '.join(map(str, written))}" if written else "no files written (--formats)")
     return 0
 
 

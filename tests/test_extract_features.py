@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from scripts.extract_features import ClipFrameEncoder, cli, extract_video_features, main
-from tests.clip_builders import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from utils.clip_loading import preprocess_frames
+from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from utils.video import INFO_KEYS, SnippetAccumulator, VideoDecodeError, VideoReader, list_videos, snippet_info
 
 FPS = 25
@@ -154,8 +154,21 @@ def test_script_writes_release_layout_skips_and_isolates_failures(assets, tmp_pa
     info_path.write_text(json.dumps(info))
     assert main([*args[:1], str(listing), *args[2:]]) == 0
     assert sorted(json.loads(info_path.read_text())) == ["video_a", "video_b"]
-    with pytest.raises(SystemExit, match="other settings"):
-        main([*args, "--reduce", "center", "--overwrite"])
+
+    # another --reduce into the same folder: refused before anything is skipped as "already extracted"
+    mean_features = np.load(out / "video_a.npy")
+    with pytest.raises(SystemExit, match=r"other settings \(reduce 'mean' -> 'center'\); pass --overwrite"):
+        main([*args, "--reduce", "center"])
+    with pytest.raises(SystemExit, match=r"CLIP_model_name .* -> 'ViT-B/32'"):
+        main([*args, "--CLIP_model_name", "ViT-B/32"])
+    # --overwrite of only some of the folder's videos would leave the others extracted the old way
+    with pytest.raises(SystemExit, match=r"features of 1 other video\(s\).*\['video_b'\]"):
+        main([*args[:1], str(listing), *args[2:], "--reduce", "center", "--overwrite"])
+    assert np.array_equal(np.load(out / "video_a.npy"), mean_features)
+    # --overwrite of all of them re-extracts with the new settings, which are recorded
+    assert main([*args, "--reduce", "center", "--overwrite"]) == 0
+    assert json.loads((out / "extraction_settings.json").read_text())["reduce"] == "center"
+    assert not np.allclose(np.load(out / "video_a.npy"), mean_features)
 
 
 def test_list_videos_errors(tmp_path):

@@ -9,9 +9,10 @@ import torch
 
 from models.build import build_model
 from models.text_encoder import TextEmbeddingError, write_text_embeddings
-from scripts.localize import cli, main, merge_detections, model_items
-from tests.clip_builders import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
+from scripts.localize import cli, main
 from utils.config import default_config, dump_config
+from utils.detector import Detections, Detector, format_score, merge_detections, model_items
+from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 
 CLASSES = "high jump, pole vault, long jump"
 
@@ -105,6 +106,44 @@ def test_localize_end_to_end_writes_json_and_png(run_files, capsys):
     assert "reusing features" in capsys.readouterr().out
     raw = json.loads((out / "my_match_detections.json").read_text())["results"]["my_match"]
     assert len(raw) >= len(rows)
+
+
+def test_api_returns_the_cli_detections_and_writes_csv_srt(run_files, capsys):
+    root, video, gap_ckpt, yaml_path = run_files
+    out = root / "out_api"
+    assert main(["--cfg_path", str(yaml_path), "--ckpt", str(gap_ckpt), "--video", str(video), "--classes", CLASSES,
+                 "--out_dir", str(out), "--top", "3"]) == 0
+    capsys.readouterr()
+    cli_json = json.loads((out / "my_match_detections.json").read_text())
+
+    detector = Detector.from_run(yaml_path, gap_ckpt)  # no feature_dir: extracts again, in memory
+    found = detector.localize(video, CLASSES)
+    assert found.results_json() == cli_json
+    # detect() on the features localize.py kept gives the same again
+    features = np.load(out / "my_match_features.npy")
+    info = json.loads((out / "my_match_features.json").read_text())["info"]
+    again = detector.detect(features, [c.strip() for c in CLASSES.split(",")], info, video="my_match")
+    assert again.results_json() == cli_json
+
+    lines = (out / "my_match_detections.csv").read_text().splitlines()
+    assert lines[0] == "rank,start_s,end_s,duration_s,label,score" and len(lines) == len(found) + 1
+    first = lines[1].split(",")
+    assert first[0] == "1" and first[4] == found.rows()[0]["label"]
+    assert float(first[5]) == pytest.approx(found.rows()[0]["score"], rel=1e-5)
+    srt = (out / "my_match_detections.srt").read_text().strip().split("\n\n")
+    assert len(srt) == min(3, len(found))
+    starts = [block.splitlines()[1].split(" --> ")[0] for block in srt]
+    assert starts == sorted(starts) and all(block.splitlines()[0] == str(k + 1) for k, block in enumerate(srt))
+    assert (out / "my_match_timeline.png").is_file()
+
+
+def test_srt_times_and_small_scores_are_readable():
+    found = Detections("v", ["run", "jump"], np.array([[3661.5, 3662.25], [0.0, 0.0004]]), np.array([0.5, 3.14e-5]),
+                       np.array([1, 0]), duration=4000.0, snippet_length=10, num_inputs=1)
+    blocks = found.to_srt().strip().split("\n\n")
+    assert blocks[0].splitlines()[1:] == ["00:00:00,000 --> 00:00:00,001", "#2 run 3.14e-05"]
+    assert blocks[1].splitlines()[1:] == ["01:01:01,500 --> 01:01:02,250", "#1 jump 0.5"]
+    assert format_score(0.004123) == "0.00412" and format_score(0.87349) == "0.873"
 
 
 def test_localize_rejects_embeddings_of_the_wrong_width(run_files):

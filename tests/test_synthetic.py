@@ -188,7 +188,7 @@ def test_build_dataset_generates_synthetic_on_first_use(tmp_path):
 
 def test_clip_text_side_hook(tmp_path):
     from models.text_encoder import ClipTextEncoder
-    from tests.clip_builders import TINY_EMBED_DIM, write_tiny_clip_checkpoint
+    from utils.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
 
     checkpoint = write_tiny_clip_checkpoint(tmp_path / "tiny_clip.pt")
     root = ensure_synthetic_dataset(tmp_path / "Synthetic", clip_model_name=str(checkpoint), **SMALL)

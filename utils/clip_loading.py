@@ -75,12 +75,32 @@ def clip_identity(name_or_path: str) -> str:
     return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+class ClipDownloadError(ValueError):
+    """The weights of a CLIP model name are not on disk and could not be downloaded (e.g. no internet)."""
+
+
+def _download_failed_message(name: str, url: str, root: str, err: BaseException) -> str:
+    target = Path(root) / os.path.basename(url)
+    reason = getattr(err, "reason", None) or err
+    return (f"CLIP {name}: {target} is missing and downloading it from {url} failed ({type(err).__name__}: "
+            f"{reason}); offline, pass a local checkpoint with --CLIP_model_name /path/{target.name} (or place the "
+            f"file at {target}) or pre-computed --text_embeddings FILE.npz")
+
+
 def resolve_clip_file(name_or_path: str, download_root: str | None = None) -> Path:
-    """Path of the weights file; a model name is downloaded on first use (needs network)."""
+    """Path of the weights file; a model name is downloaded on first use (needs network).
+
+    A failed download (no network, proxy, interrupted transfer) is a `ClipDownloadError` whose one-line
+    message names the file looked for and the offline alternatives, instead of urllib's traceback.
+    """
     if _is_model_name(name_or_path):
         root = os.path.expanduser(download_root or DEFAULT_DOWNLOAD_ROOT)
+        url = clip.clip._MODELS[name_or_path]
         # openai-clip's downloader: skips the download when a file with the right SHA-256 is present.
-        return Path(clip.clip._download(clip.clip._MODELS[name_or_path], root))
+        try:
+            return Path(clip.clip._download(url, root))
+        except (OSError, RuntimeError) as err:  # URLError/HTTPError/timeouts are OSErrors; RuntimeError: SHA-256
+            raise ClipDownloadError(_download_failed_message(name_or_path, url, root, err)) from None
     path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise ClipModelNotFoundError(_not_found_message(name_or_path))

@@ -1,7 +1,10 @@
-"""Tiny randomly initialised CLIP checkpoints and synthetic videos for tests (no network, no real weights).
+"""Tiny randomly initialised CLIP checkpoints and generated videos (no network, no real weights).
+
+Used by the tests and by scripts/make_offline_demo.py (the offline path through training and localize.py).
 
 openai-clip's `build_model` infers the architecture from a state_dict (heads = width // 64, so widths are 64),
-so a tiny CLIP saved to a file goes through exactly the loader used for real checkpoints. The vocabulary must
+so a tiny CLIP saved to a file goes through exactly the loader used for real checkpoints. Its features are
+random projections: they exercise every step, they do not recognise anything. The vocabulary must
 stay at 49,408 because the real BPE tokenizer produces ids up to that size.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ def build_tiny_clip(seed: int = 0, embed_dim: int = TINY_EMBED_DIM, logit_scale:
         model = CLIP(embed_dim=embed_dim, image_resolution=TINY_RESOLUTION, vision_layers=1, vision_width=64,
                      vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=64,
                      transformer_heads=1, transformer_layers=1)
-        # CLIP leaves the vision tower's projections at their (random) construction values; fine for tests.
+        # CLIP leaves the vision tower's projections at their (random) construction values: random features.
         with torch.no_grad():
             model.logit_scale.fill_(logit_scale)
     finally:
