@@ -33,6 +33,7 @@ from utils.engine import evaluate, evaluate_both_protocols, train_one_epoch
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
+from utils.optim import build_optimization
 from utils.paths import run_paths
 from utils.report import (
     append_csv_row,
@@ -50,14 +51,6 @@ from utils.run import (
     text_embeddings_for,
 )
 from utils.selection import SELECTION_LABELS, split_validation
-
-
-def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW with the original's two groups: parameters named *backbone* get `lr_backbone`."""
-    backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
-    groups = [{"params": rest, "lr": cfg.lr}, {"params": backbone, "lr": cfg.lr_backbone}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def main(argv=None) -> dict:
@@ -98,8 +91,7 @@ def main(argv=None) -> dict:
     model.to(device)
     criterion = build_criterion(cfg).to(device)
     postprocessor = build_postprocessor(cfg)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop, gamma=0.1)
+    optimizer, scheduler = build_optimization(model, cfg)
     logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
                 f"{' with AMP' if cfg.amp else ''}")
 
