@@ -80,9 +80,15 @@ class Row:
     ok: bool
 
 
+def _as_float64(value) -> torch.Tensor:
+    """Tensors as they are (in float64); Python numbers and lists straight to float64 (never via float32)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().double()
+    return torch.tensor(value, dtype=torch.float64)
+
+
 def _abs_row(name: str, value, reference, atol: float, note: str = "", rtol: float = 0.0) -> Row:
-    value = torch.as_tensor(value).detach().double()
-    reference = torch.as_tensor(reference).detach().double()
+    value, reference = _as_float64(value), _as_float64(reference)
     if value.shape != reference.shape:
         return Row(name, float("inf"), f"shape {tuple(value.shape)} vs {tuple(reference.shape)}", False)
     if not value.numel():
