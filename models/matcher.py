@@ -43,7 +43,8 @@ class HungarianMatcher(nn.Module):
         self.cost_giou = cost_giou
 
     def cost_matrix(self, outputs: dict, targets: list[dict]) -> tuple[Tensor, list[int]]:
-        """-> cost `[B, Q, sum n_b]` (float32, float64 for float64 outputs; on the outputs' device) and the per-item target counts."""
+        """-> cost `[B, Q, sum n_b]` (float32, float64 for float64 outputs; on the outputs' device) and the
+        per-item target counts."""
         boxes = at_least_float32(outputs["pred_boxes"].detach())
         batch, queries = boxes.shape[:2]
         tgt_boxes, tgt_labels, sizes = concatenated_targets(targets, boxes.device, boxes.dtype)

@@ -6,7 +6,8 @@ from torch import Tensor
 
 
 def salient_ground_truth(targets: list[dict], length: int, device: torch.device | None = None) -> Tensor:
-    """Per-snippet action indicator `[B, length]` float32 (also for a float64 model, as the original): 1 inside any instance of the item (SPEC §5.8).
+    """Per-snippet action indicator `[B, length]`: 1 inside any instance of the item (SPEC §5.8); float32
+    also for a float64 model, as the original's (models/criterion.py relies on it).
 
     `salient_mask [n, T_i]` is False inside instance i; items shorter than `length` are padded with 0.
     One reduction per item, then a single pad-and-stack.

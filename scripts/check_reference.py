@@ -384,8 +384,9 @@ def _check_trajectory(fixture: dict) -> list[Row]:
                          [r["weighted_total"] for _, r in pairs], atol))
     for key in reference_steps[0]["losses"]:
         if key in criterion.weight_dict:
-            rows.append(_abs_row(f"steps[{len(pairs)}].losses.{key}", [s.losses.get(key, float("inf")) for s, _ in pairs],
-                                 [r["losses"][key] for _, r in pairs], atol))
+            ours = [s.losses.get(key, float("inf")) for s, _ in pairs]
+            rows.append(_abs_row(f"steps[{len(pairs)}].losses.{key}", ours, [r["losses"][key] for _, r in pairs],
+                                 atol))
     rows.append(_abs_row(f"steps[{len(pairs)}].grad_norm_before_clip",
                          [float("inf") if s.grad_norm is None else s.grad_norm for s, _ in pairs],
                          [r["grad_norm_before_clip"] for _, r in pairs], atol))
