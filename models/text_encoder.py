@@ -235,7 +235,12 @@ class ClipTextEncoder:
 
             logger.info("loading CLIP %s on %s (%s) for text embeddings", self.model_name, self.device,
                         self.dtype_tag)
-            self._model = load_clip(self.model_name, self.device, self.download_root)
+            # Building CLIP draws random initial weights (then overwritten by the checkpoint): under a forked
+            # RNG, so that a seeded run's detector initialisation does not depend on whether the text
+            # embeddings came from the cache (CLIP not built) or not.
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                self._model = load_clip(self.model_name, self.device, self.download_root)
             self._logit_scale = clip_logit_scale(self._model)
             scale_file = self._scale_file()
             if scale_file is not None:
