@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import trange
 
 from datasets import build_dataset
-from models.build import build_criterion, build_model, build_postprocessor
+from models.build import build_criterion, build_model, build_postprocessor, trains_classes
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import (
     load_training_state,
@@ -29,7 +29,7 @@ from utils.config import (
     get_args_parser,
     parse_config,
 )
-from utils.engine import evaluate, evaluate_both_protocols, train_one_epoch
+from utils.engine import evaluate, evaluate_both_protocols, scored_classes, train_one_epoch
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger
@@ -85,7 +85,8 @@ def main(argv=None) -> dict:
     text_encoder = build_text_encoder(cfg)
     test_text = text_embeddings_for(test_set, text_encoder)
     val_text = text_embeddings_for(val_set, text_encoder) if val_loader is not None else None
-    train_text = text_embeddings_for(train_set, text_encoder) if train_eval_loader is not None else None
+    train_text = text_embeddings_for(train_set, text_encoder) \
+        if train_eval_loader is not None or trains_classes(cfg) else None  # loss_ce needs the text
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
@@ -119,7 +120,8 @@ def main(argv=None) -> dict:
     for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
                         dynamic_ncols=True):
         losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
-                                 cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
+                                 cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger,
+                                 text_embeddings=train_text if trains_classes(cfg) else None)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
         scheduler.step()
         for key, value in losses.items():
@@ -175,7 +177,7 @@ def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, devi
     log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
     append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
-        atomic_write_json(paths.detections(epoch), results_json(merged, dataset.classes))
+        atomic_write_json(paths.detections(epoch), results_json(merged, scored_classes(cfg, dataset)))
     return result
 
 

@@ -37,6 +37,8 @@ def main(argv=None) -> dict:
     text = text_embeddings_for(dataset, text_encoder)
     model = build_model(cfg)
     ckpt = Path(cfg.ckpt) if cfg.ckpt else paths.best
+    if cfg.feature_type == "ViFi-CLIP":  # its scale is logit_scale.npy, not part of the checkpoint
+        model.set_logit_scale(text_encoder.logit_scale)
     load_model_weights(model, ckpt)  # overwrites logit_scale with the checkpoint's value, as the original
     model.to(device)
     logger.info(f"evaluating {ckpt} on {len(dataset)} items ({len(dataset.ground_truth)} videos with ground "
@@ -54,7 +56,7 @@ def main(argv=None) -> dict:
                              **{f"eval_videos_{other}": other_metrics})
     logger.info(f"metrics written to {out}")
     if cfg.save_result:
-        result_path = atomic_write_json(paths.detections(-1), results_json(merged, dataset.classes))
+        result_path = atomic_write_json(paths.detections(-1), results_json(merged, scored_classes(cfg, dataset)))
         logger.info(f"detections written to {result_path}")
     return metrics
 

@@ -67,10 +67,11 @@ def check_supported(cfg: Namespace) -> None:
     if cfg.target_type == "none":
         raise _unsupported("target_type", "none", "the original's closed-set one-hot path crashes (its class "
                            "logits and losses do not fit together), so there is no behaviour to reproduce")
-    if not cfg.enable_classAgnostic and not cfg.actionness_loss:
-        raise _unsupported("enable_classAgnostic", False, "without --actionness_loss there is no actionness "
-                           "head, and the original's scoring of detections needs actionness logits; add "
-                           "--actionness_loss (the paper's 'DETR + class-agnostic localization head' ablation)")
+    if not _has_actionness(cfg):
+        raise _unsupported("enable_classAgnostic", False, "without --actionness_loss (or --eval_proposal) there "
+                           "is no actionness head, and the original's scoring of detections needs actionness "
+                           "logits; add --actionness_loss (the paper's 'DETR + class-agnostic localization "
+                           "head' ablation)")
     if cfg.enable_refine:
         if cfg.refine_fusion_type not in RectifyingLayer.FUSIONS:
             raise ValueError(f"--refine_fusion_type: expected one of {RectifyingLayer.FUSIONS}, got "
@@ -83,6 +84,16 @@ def check_supported(cfg: Namespace) -> None:
     if cfg.pooling_type not in ProposalScorer.POOLINGS:
         raise _unsupported("pooling_type", cfg.pooling_type,
                            f"supported: {', '.join(ProposalScorer.POOLINGS)}")
+
+
+def _has_actionness(cfg: Namespace) -> bool:
+    """The original builds and trains the actionness head with any of these flags."""
+    return cfg.enable_classAgnostic or cfg.actionness_loss or cfg.eval_proposal
+
+
+def trains_classes(cfg: Namespace) -> bool:
+    """loss_ce through class_embed: neither class-agnostic nor proposal mode (the original's criterion)."""
+    return not cfg.enable_classAgnostic and not cfg.eval_proposal
 
 
 def build_model(cfg: Namespace) -> GAP:
@@ -103,7 +114,7 @@ def build_model(cfg: Namespace) -> GAP:
         box_head=build_box_head(width),
         num_queries=cfg.num_queries,
         hidden_dim=width,
-        actionness_head=prior_linear(width, 1) if cfg.enable_classAgnostic or cfg.actionness_loss else None,
+        actionness_head=prior_linear(width, 1) if _has_actionness(cfg) else None,
         class_embed=prior_linear(width, width),
         rectifier=rectifier,
         salient_head=SalientHead(width) if cfg.salient_loss else None,
@@ -113,13 +124,14 @@ def build_model(cfg: Namespace) -> GAP:
         roi_bins=cfg.ROIalign_size,
         classifies_by_roi=cfg.enable_classAgnostic,
         position_prior=cfg.enable_posPrior,
+        logit_scale_parameter=cfg.feature_type != "ViFi-CLIP",
     )
 
 
 def build_weight_dict(cfg: Namespace) -> dict[str, float]:
-    weights = {} if cfg.enable_classAgnostic else {"loss_ce": cfg.cls_loss_coef}
+    weights = {"loss_ce": cfg.cls_loss_coef} if trains_classes(cfg) else {}
     weights.update({"loss_bbox": cfg.bbox_loss_coef, "loss_giou": cfg.giou_loss_coef})
-    if cfg.enable_classAgnostic or cfg.actionness_loss:
+    if _has_actionness(cfg):
         weights["loss_actionness"] = cfg.actionness_loss_coef
     if cfg.salient_loss:
         weights["loss_salient"] = cfg.salient_loss_coef

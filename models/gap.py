@@ -49,11 +49,17 @@ class GAP(nn.Module):
                  hidden_dim: int, actionness_head: nn.Module | None, class_embed: nn.Module | None = None,
                  rectifier: StaticDynamicRectifier | None = None, salient_head: SalientHead | None = None,
                  proposal_scorer: ProposalScorer | None = None, use_backbone: bool = False,
-                 roi_bins: int = 16, classifies_by_roi: bool = True, position_prior: bool = False):
+                 roi_bins: int = 16, classifies_by_roi: bool = True, position_prior: bool = False,
+                 logit_scale_parameter: bool = True):
         super().__init__()
         # CLIP's similarity scale; a plain (0-dim, float32) parameter here, overwritten by checkpoints or
-        # set_logit_scale(). It gets no gradient under the headline flags (SPEC §12 quirk 2).
-        self.logit_scale = nn.Parameter(torch.tensor(DEFAULT_LOGIT_SCALE, dtype=torch.float32))
+        # set_logit_scale(). It gets no gradient under the headline flags (SPEC §12 quirk 2). With ViFi-CLIP
+        # the original holds a plain tensor read from logit_scale.npy: not a parameter, not in the state_dict.
+        scale = torch.tensor(DEFAULT_LOGIT_SCALE, dtype=torch.float32)
+        if logit_scale_parameter:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale, persistent=False)
         self.backbone = backbone
         self.transformer = transformer
         self.bbox_embed = box_head

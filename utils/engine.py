@@ -148,6 +148,24 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
     return records
 
 
+PROPOSAL_CLASS = "foreground"
+
+
+def scored_classes(cfg, dataset) -> list[str]:
+    """The classes detections are labelled with: the dataset's, or the single "foreground" class of
+    class-agnostic proposals (--eval_proposal)."""
+    return [PROPOSAL_CLASS] if cfg.eval_proposal else list(dataset.classes)
+
+
+def scored_ground_truth(cfg, dataset) -> dict:
+    """The evaluator's ground truth; with --eval_proposal every instance (of the unseen inference classes)
+    becomes "foreground", so mAP, AR@AN and AUC measure class-agnostic proposal quality."""
+    if not cfg.eval_proposal:
+        return dataset.ground_truth
+    return {video: [(start, end, PROPOSAL_CLASS) for start, end, _ in rows]
+            for video, rows in dataset.ground_truth.items()}
+
+
 def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
              device: torch.device, cfg, eval_videos: str | None = None,
              records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
@@ -159,7 +177,7 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
     window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
         and not cfg.inference_entire
     metrics, merged = evaluate_detections(
-        records, dataset.ground_truth, dataset.video_ids, dataset.classes, cfg.dataset_name,
+        records, scored_ground_truth(cfg, dataset), dataset.video_ids, scored_classes(cfg, dataset), cfg.dataset_name,
         eval_videos=eval_videos or cfg.eval_videos, window_fusion=window_fusion)
     return metrics, merged, records
 
