@@ -13,7 +13,7 @@ from models.build import build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import load_model_weights
 from utils.config import config_notes, get_args_parser, parse_config
-from utils.engine import evaluate_both_protocols
+from utils.engine import evaluate_both_protocols, scored_classes
 from utils.evaluation import results_json
 from utils.io import atomic_write_json
 from utils.logging import setup_logger

@@ -23,8 +23,10 @@ def test_eval_proposal_reports_class_agnostic_metrics(tiny_config, tmp_path):  #
     detections = json.loads((tmp_path / "results/Synthetic/prop/detection_test_0_raw.json").read_text())
     labels = {d["label"] for dets in detections["results"].values() for d in dets}
     assert labels == {"foreground"}
-    metrics = test_main.main(args[:-4] + ["--eval_proposal"])
+    metrics = test_main.main(args[:-4] + ["--eval_proposal", "--save_result"])
     assert metrics["average_mAP"] == pytest.approx(best["average_mAP"], abs=1e-9)
+    tested = json.loads((tmp_path / "results/Synthetic/prop/detection_test_-1_raw.json").read_text())
+    assert {d["label"] for dets in tested["results"].values() for d in dets} == {"foreground"}
 
 
 def test_detr_ablation_trains_with_loss_ce(tiny_config, tmp_path):  # noqa: F811
