@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import sigmoid_focal_loss as torchvision_focal_loss
 
 from models.matcher import HungarianMatcher
 from models.precision import at_least_float32
@@ -17,14 +18,12 @@ from utils.segment_ops import cw_to_t1t2, segment_iou
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Element-wise focal BCE: `BCE(x, y) * (1 - p_t) ** gamma * alpha_t` (no alpha_t if alpha < 0)."""
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss
+    """Element-wise focal BCE: `BCE(x, y) * (1 - p_t) ** gamma * alpha_t` (no alpha_t if alpha < 0).
+
+    torchvision's implementation of the formula the original writes out; the original's reductions follow
+    in SetCriterion.
+    """
+    return torchvision_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none")
 
 
 class SetCriterion(nn.Module):
