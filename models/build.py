@@ -14,7 +14,7 @@ sigmoid, as the original), postprocess_type class_agnostic|class_specific|class_
 enable_posPrior, enable_classAgnostic off with actionness_loss (the class_embed-similarity detector with
 loss_ce), dropout, widths, depths, heads, queries.
 Refused (build raises NotImplementedError naming the flag and why): target_type none (the original crashes
-on it), enable_classAgnostic off without actionness_loss (the original's post-processing weights the
+on it), refine_cat_type concat1|concat2 with neither refine_drop_saResidual nor refine_drop_sa (crashes too), enable_classAgnostic off without actionness_loss (the original's post-processing weights the
 classes by actionness logits that this combination does not produce), pre_norm (the original's decoder
 raises too).
 Inert: aux_loss (no auxiliary outputs exist, as in the original); cls_loss_coef in class-agnostic mode
@@ -78,6 +78,10 @@ def check_supported(cfg: Namespace) -> None:
                              f"{cfg.refine_fusion_type!r}")
         if cfg.refine_layer_num < 1:
             raise ValueError(f"--refine_layer_num must be >= 1, got {cfg.refine_layer_num}")
+        if cfg.refine_cat_type != "sum" and not cfg.refine_drop_sa and not cfg.refine_drop_saResidual:
+            raise _unsupported("refine_cat_type", cfg.refine_cat_type, "without --refine_drop_saResidual (or "
+                               "--refine_drop_sa) the original's layer returns a 2C-wide feature that cannot "
+                               "be added to the decoder output: it crashes")
     if cfg.salient_loss and cfg.salient_loss_impl not in SetCriterion.SALIENT_IMPLS:
         raise ValueError(f"--salient_loss_impl: expected one of {SetCriterion.SALIENT_IMPLS}, got "
                          f"{cfg.salient_loss_impl!r}")

@@ -236,10 +236,12 @@ def test_float64_end_to_end():
 @pytest.mark.parametrize("flag, value, reason", [
     ("pre_norm", True, "pre-norm"), ("target_type", "none", "crashes"),
     ("enable_classAgnostic", False, "--actionness_loss"),
+    ("refine_cat_type", "concat1", "crashes"),
 ])
 def test_unsupported_flags_raise_naming_the_flag(flag, value, reason):
+    overrides = {flag: value, **({"refine_drop_saResidual": False} if flag == "refine_cat_type" else {})}
     with pytest.raises(NotImplementedError, match=f"--{flag}.*{reason}"):
-        build_model(tiny_cfg(**{flag: value}))
+        build_model(tiny_cfg(**overrides))
 
 
 def test_bad_inputs_are_clear_errors():
