@@ -14,9 +14,10 @@ sigmoid, as the original), postprocess_type class_agnostic|class_specific|class_
 enable_posPrior, enable_classAgnostic off with actionness_loss (the class_embed-similarity detector with
 loss_ce), dropout, widths, depths, heads, queries.
 Refused (build raises NotImplementedError naming the flag and why): target_type none (the original crashes
-on it), refine_cat_type concat1|concat2 with neither refine_drop_saResidual nor refine_drop_sa (crashes too), enable_classAgnostic off without actionness_loss (the original's post-processing weights the
-classes by actionness logits that this combination does not produce), pre_norm (the original's decoder
-raises too).
+on it), refine_cat_type concat1|concat2 with neither refine_drop_saResidual nor refine_drop_sa (crashes
+too), enable_classAgnostic off without actionness_loss or eval_proposal (the original's post-processing
+weights the classes by actionness logits that this combination does not produce), pre_norm (the
+original's decoder raises too).
 Inert: aux_loss (no auxiliary outputs exist, as in the original); cls_loss_coef in class-agnostic mode
 (loss_ce is never computed there, so it is not in the weight dict).
 """
