@@ -13,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import trange
 
 from datasets import build_dataset
-from models.build import build_criterion, build_model, build_postprocessor
+from models.build import build_criterion, build_model, build_postprocessor, trains_classes
 from models.text_encoder import build_text_encoder
 from utils.checkpoint import (
     load_training_state,
@@ -33,10 +33,11 @@ from utils.config import (
     get_args_parser,
     parse_config,
 )
-from utils.engine import evaluate, evaluate_both_protocols, train_one_epoch
+from utils.engine import evaluate, evaluate_both_protocols, scored_classes, train_one_epoch
 from utils.evaluation import results_json
 from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
+from utils.optim import build_optimization
 from utils.paths import RunLock, move_outputs_aside, run_paths
 from utils.report import (
     append_csv_row,
@@ -63,14 +64,6 @@ logger = get_logger()
 RESUME_MAY_CHANGE = ("epochs", "save_result", "output_root", "text_cache_dir", "clip_download_root")
 # Refused on --resume, with the reason: the optimizer and scheduler are restored with their saved values.
 OPTIMIZER_FLAGS = ("lr", "lr_backbone", "weight_decay", "lr_drop", "clip_max_norm")
-
-
-def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW with the original's two groups: parameters named *backbone* get `lr_backbone`."""
-    backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
-    groups = [{"params": rest, "lr": cfg.lr}, {"params": backbone, "lr": cfg.lr_backbone}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def main(argv=None) -> dict:
@@ -107,14 +100,14 @@ def main(argv=None) -> dict:
     text_encoder = build_text_encoder(cfg)
     test_text = text_embeddings_for(test_set, text_encoder)
     val_text = text_embeddings_for(val_set, text_encoder) if val_loader is not None else None
-    train_text = text_embeddings_for(train_set, text_encoder) if train_eval_loader is not None else None
+    train_text = text_embeddings_for(train_set, text_encoder) \
+        if train_eval_loader is not None or trains_classes(cfg) else None  # loss_ce needs the text
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
     criterion = build_criterion(cfg).to(device)
     postprocessor = build_postprocessor(cfg)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop, gamma=0.1)
+    optimizer, scheduler = build_optimization(model, cfg)
     start_epoch, best, best_weights, history = 0, None, None, []
     if state is not None:
         load_weights(model, state["model"], f"--resume {cfg.resume}")
@@ -165,7 +158,8 @@ def main(argv=None) -> dict:
         for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
                             dynamic_ncols=True):
             losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
-                                     cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger)
+                                     cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger,
+                                     text_embeddings=train_text if trains_classes(cfg) else None)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
             scheduler.step()
             for key, value in losses.items():
@@ -292,7 +286,7 @@ def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, devi
     log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
     append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
-        atomic_write_json(paths.detections(epoch), results_json(merged, dataset.classes))
+        atomic_write_json(paths.detections(epoch), results_json(merged, scored_classes(cfg, dataset)))
     return result
 
 

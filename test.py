@@ -15,7 +15,7 @@ from models.text_encoder import build_text_encoder
 from utils.checkpoint import load_model_weights
 from utils.cli import run_cli
 from utils.config import check_ranges, config_notes, get_args_parser, parse_config
-from utils.engine import evaluate_both_protocols
+from utils.engine import evaluate_both_protocols, scored_classes
 from utils.evaluation import results_json
 from utils.io import atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, setup_logger
@@ -39,6 +39,8 @@ def main(argv=None) -> dict:
     text = text_embeddings_for(dataset, text_encoder)
     model = build_model(cfg)
     ckpt = Path(cfg.ckpt) if cfg.ckpt else paths.best
+    if cfg.feature_type == "ViFi-CLIP":  # its scale is logit_scale.npy, not part of the checkpoint
+        model.set_logit_scale(text_encoder.logit_scale)
     load_model_weights(model, ckpt)  # overwrites logit_scale with the checkpoint's value, as the original
     model.to(device)
 
@@ -60,7 +62,7 @@ def main(argv=None) -> dict:
                              **{f"eval_videos_{other}": other_metrics})
     logger.info(f"metrics written to {out}")
     if cfg.save_result:
-        result_path = atomic_write_json(paths.detections(-1), results_json(merged, dataset.classes))
+        result_path = atomic_write_json(paths.detections(-1), results_json(merged, scored_classes(cfg, dataset)))
         logger.info(f"detections written to {result_path}")
     close_logger()
     return metrics

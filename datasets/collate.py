@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 
-def collate_batch(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """``[(features [T_i, C], target), ...]`` -> ``(features [B, T, C] zero-padded, mask [B, T] True = padding,
-    targets list)``, T = max T_i."""
+def collate_batch(batch: list[tuple[torch.Tensor, dict]], dtype: torch.dtype = torch.float32,
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """``[(features [T_i, C], target), ...]`` -> ``(features [B, T, C] zero-padded (`dtype`; float64 for the
+    float64 reference runs), mask [B, T] True = padding, targets list)``, T = max T_i."""
     if not batch:
         raise ValueError("collate_batch got an empty batch")
     features = [f for f, _ in batch]
@@ -15,7 +16,7 @@ def collate_batch(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor,
         raise ValueError(f"items of one batch have different feature dimensions {sorted(dims)}")
     lengths = torch.tensor([f.shape[0] for f in features])
     longest = int(lengths.max())
-    padded = features[0].new_zeros((len(features), longest, features[0].shape[1]), dtype=torch.float32)
+    padded = features[0].new_zeros((len(features), longest, features[0].shape[1]), dtype=dtype)
     for k, f in enumerate(features):
         padded[k, : f.shape[0]] = f
     mask = torch.arange(longest)[None, :] >= lengths[:, None]

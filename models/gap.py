@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from models.backbone import Backbone
-from models.heads import SalientHead, predict_boxes
+from models.heads import SalientHead, inverse_sigmoid, predict_boxes
 from models.rectifier import RoISource, StaticDynamicRectifier
 from models.roi_align import ProposalScorer, roi_align_1d, roi_align_weights
 from models.targets import salient_ground_truth
@@ -46,27 +46,41 @@ class GAP(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, transformer: Transformer, box_head: nn.Module, num_queries: int,
-                 hidden_dim: int, actionness_head: nn.Module, class_embed: nn.Module | None = None,
+                 hidden_dim: int, actionness_head: nn.Module | None, class_embed: nn.Module | None = None,
                  rectifier: StaticDynamicRectifier | None = None, salient_head: SalientHead | None = None,
                  proposal_scorer: ProposalScorer | None = None, use_backbone: bool = False,
-                 roi_bins: int = 16):
+                 roi_bins: int = 16, classifies_by_roi: bool = True, position_prior: bool = False,
+                 logit_scale_parameter: bool = True):
         super().__init__()
         # CLIP's similarity scale; a plain (0-dim, float32) parameter here, overwritten by checkpoints or
-        # set_logit_scale(). It gets no gradient under the headline flags (SPEC §12 quirk 2).
-        self.logit_scale = nn.Parameter(torch.tensor(DEFAULT_LOGIT_SCALE, dtype=torch.float32))
+        # set_logit_scale(). It gets no gradient under the headline flags (SPEC §12 quirk 2). With ViFi-CLIP
+        # the original holds a plain tensor read from logit_scale.npy: not a parameter, not in the state_dict.
+        scale = torch.tensor(DEFAULT_LOGIT_SCALE, dtype=torch.float32)
+        if logit_scale_parameter:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale, persistent=False)
         self.backbone = backbone
         self.transformer = transformer
         self.bbox_embed = box_head
         self.refine_decoder = rectifier
-        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        # --enable_posPrior: one learned reference point per query (logit space, logit(U(0, 1)) init)
+        self.query_embed = nn.Embedding(num_queries, 1 if position_prior else hidden_dim)
+        if position_prior:
+            with torch.no_grad():
+                self.query_embed.weight.uniform_(0, 1)
+                self.query_embed.weight.copy_(inverse_sigmoid(self.query_embed.weight))
         self.input_proj = PointwiseConv1d(hidden_dim, hidden_dim)
-        # Built by the original whenever target_type != none; unused in class-agnostic mode (quirk 5).
+        # Built by the original whenever target_type != none; unused in class-agnostic mode (quirk 5). Without
+        # --enable_classAgnostic the class logits are the similarity of class_embed(query) to the text.
         self.class_embed = class_embed
         self.actionness_embed = actionness_head
         self.salient_head = salient_head
         self.proposal_scorer = proposal_scorer
         self.use_backbone = use_backbone
         self.roi_bins = roi_bins
+        self.classifies_by_roi = classifies_by_roi
+        self.position_prior = position_prior
 
     @torch.no_grad()
     def set_logit_scale(self, value: float | Tensor) -> None:
@@ -83,11 +97,12 @@ class GAP(nn.Module):
                              f"{tuple(features.shape)} and {tuple(mask.shape)} {mask.dtype}")
         length = features.shape[1]
         lengths = length - mask.sum(dim=1)
-        pos = self.backbone.position_encoding(mask)
+        pos = self.backbone.position_encoding(mask).to(features.dtype)
         x = self.backbone.conv_stack(features) if self.use_backbone else features
         src = self.input_proj(x)
         memory, hs, reference = self.transformer(src, mask, pos, self.query_embed.weight,
-                                                 exact_layout=not self.training)
+                                                 exact_layout=not self.training,
+                                                 query_is_reference=self.position_prior)
         queries = hs[-1]
 
         if self.refine_decoder is not None:
@@ -100,10 +115,9 @@ class GAP(nn.Module):
                     roi = RoISource(features=roi_align_1d(features, boxes, lengths, self.roi_bins))
             queries = queries + self.refine_decoder(queries, roi)
 
-        outputs = {
-            "pred_boxes": predict_boxes(self.bbox_embed, queries, reference),
-            "actionness_logits": self.actionness_embed(queries),
-        }
+        outputs = {"pred_boxes": predict_boxes(self.bbox_embed, queries, reference)}
+        if self.actionness_embed is not None:
+            outputs["actionness_logits"] = self.actionness_embed(queries)
         if self.salient_head is not None:
             outputs["salient_logits"] = self.salient_head(memory[-1])
             if targets is not None:
@@ -112,8 +126,13 @@ class GAP(nn.Module):
         if text_embeddings is not None:
             if self.proposal_scorer is None:
                 raise ValueError("text_embeddings given but the model has no proposal scorer")
-            outputs["class_logits"] = self.proposal_scorer(features, outputs["pred_boxes"].detach(), lengths,
-                                                           text_embeddings, self.logit_scale)
+            if self.classifies_by_roi:
+                outputs["class_logits"] = self.proposal_scorer(features, outputs["pred_boxes"].detach(), lengths,
+                                                               text_embeddings, self.logit_scale)
+            else:  # the "DETR + class-agnostic localization head" ablation: trained through loss_ce
+                outputs["class_logits"] = self.proposal_scorer.similarity(
+                    self.class_embed(queries), text_embeddings.to(queries.dtype),
+                    self.proposal_scorer.scale(self.logit_scale.to(queries.dtype)))
         outputs["memory"] = memory
         outputs["hs"] = hs
         return outputs

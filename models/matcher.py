@@ -5,6 +5,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from models.precision import at_least_float32
 from models.targets import concatenated_targets
 from utils.segment_ops import cw_to_t1t2, pairwise_segment_iou
 
@@ -29,8 +30,12 @@ class HungarianMatcher(nn.Module):
     Costs are computed for the whole batch in one pass; the assignment runs on CPU with scipy.
     """
 
-    def __init__(self, cost_class: float = 2.0, cost_bbox: float = 5.0, cost_giou: float = 2.0):
+    def __init__(self, cost_class: float = 2.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
+                 class_source: str = "actionness"):
         super().__init__()
+        if class_source not in ("actionness", "class_logits"):
+            raise ValueError(f"matcher class_source: expected actionness or class_logits, got {class_source!r}")
+        self.class_source = class_source
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise ValueError("matcher: all costs are 0")
         self.cost_class = cost_class
@@ -38,11 +43,16 @@ class HungarianMatcher(nn.Module):
         self.cost_giou = cost_giou
 
     def cost_matrix(self, outputs: dict, targets: list[dict]) -> tuple[Tensor, list[int]]:
-        """-> cost `[B, Q, sum n_b]` (float32, on the outputs' device) and the per-item target counts."""
-        logits = outputs["actionness_logits"].detach().float()
-        boxes = outputs["pred_boxes"].detach().float()
+        """-> cost `[B, Q, sum n_b]` (float32, float64 for float64 outputs; on the outputs' device) and the
+        per-item target counts."""
+        boxes = at_least_float32(outputs["pred_boxes"].detach())
         batch, queries = boxes.shape[:2]
-        tgt_boxes, tgt_labels, sizes = concatenated_targets(targets, boxes.device)
+        tgt_boxes, tgt_labels, sizes = concatenated_targets(targets, boxes.device, boxes.dtype)
+        if self.class_source == "class_logits":  # class costs of the targets' semantic classes
+            logits = at_least_float32(outputs["class_logits"].detach())
+            tgt_labels = torch.cat([t["semantic_labels"].reshape(-1) for t in targets]).long().to(boxes.device)
+        else:
+            logits = at_least_float32(outputs["actionness_logits"].detach())
         logits, boxes = logits.flatten(0, 1), boxes.flatten(0, 1)
         cost_class = focal_class_cost(logits)[:, tgt_labels]
         cost_bbox = torch.cdist(boxes, tgt_boxes, p=1)

@@ -6,18 +6,21 @@ import math
 import torch
 from torch import Tensor, nn
 
+from models.precision import at_least_float32
+
 TWO_PI = 2 * math.pi
 
 
 def sine_table(angles: Tensor, num_channels: int, temperature: float = 10000.0) -> Tensor:
-    """Interleaved sin/cos features of `angles [...]` -> `[..., num_channels]` (float32).
+    """Interleaved sin/cos features of `angles [...]` -> `[..., num_channels]` (float32, float64 for float64
+    angles).
 
     Channel i uses the wavelength `temperature ** (2 * floor(i / 2) / num_channels)`; even channels take
-    the sine, odd ones the cosine.
+    the sine, odd ones the cosine. The wavelengths are float32 in any precision, as in the original.
     """
     dim_t = torch.arange(num_channels, dtype=torch.float32, device=angles.device)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_channels)
-    phase = angles.float()[..., None] / dim_t
+    phase = at_least_float32(angles)[..., None] / dim_t
     return torch.stack((phase[..., 0::2].sin(), phase[..., 1::2].cos()), dim=-1).flatten(-2)
 
 
@@ -40,7 +43,8 @@ class SinePositionEncoding(nn.Module):
         self.eps = eps
 
     def forward(self, mask: Tensor) -> Tensor:
-        """`mask [B, T]` (True = padding) -> `[B, T, C]` float32."""
+        """`mask [B, T]` (True = padding) -> `[B, T, C]` float32 (also for a float64 model: the original
+        computes it in float32 and its consumers promote it)."""
         position = (~mask).cumsum(1, dtype=torch.float32)
         position = position / (position[:, -1:] + self.eps) * TWO_PI
         return sine_table(position, self.num_channels, self.temperature)

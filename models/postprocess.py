@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.precision import at_least_float32
 from utils.segment_ops import cw_to_t1t2
 
 
@@ -12,15 +13,14 @@ def class_probabilities(class_logits: Tensor, actionness_logits: Tensor, prob_ty
     """`[B, Q, N]` class logits and `[B, Q, 1]` actionness logits -> `[B, Q, N]` scores.
 
     softmax + after_softmax (headline): sigmoid(a) * softmax(logits); softmax + before_softmax:
-    softmax(sigmoid(a) * logits); sigmoid: sigmoid(a) * sigmoid(logits); none_mul: softmax(logits).
+    softmax(sigmoid(a) * logits); sigmoid: sigmoid(a) * sigmoid(logits) whatever the weight type (the
+    original ignores before_softmax there; options/model_thumos_sigmoid_before_f64.pt shows it);
+    none_mul: softmax(logits).
     """
     actionness = actionness_logits.sigmoid()
     if prob_type == "none_mul":
         return class_logits.softmax(dim=-1)
     if prob_type == "sigmoid":
-        if weight_type != "after_softmax":
-            raise NotImplementedError("prob_type sigmoid is supported with proposals_weight_type "
-                                      "after_softmax only")
         return actionness * class_logits.sigmoid()
     if prob_type != "softmax":
         raise ValueError(f"prob_type: expected softmax, sigmoid or none_mul, got {prob_type!r}")
@@ -40,12 +40,14 @@ class PostProcess(nn.Module):
     - class_one: every query gets the class with the highest mean score over the queries.
     Segments are (start, end) clamped to [0, 1] and multiplied by the item's duration (seconds from the
     item start).
+    `proposals` (--eval_proposal): class-agnostic proposals, one "class" scored sigmoid(actionness); with
+    class_agnostic that is the top min(topk, Q) queries by actionness, all labelled 0.
     """
 
     KINDS = ("class_agnostic", "class_specific", "class_one")
 
     def __init__(self, kind: str = "class_agnostic", topk: int = 100, prob_type: str = "softmax",
-                 weight_type: str = "after_softmax"):
+                 weight_type: str = "after_softmax", proposals: bool = False):
         super().__init__()
         if kind not in self.KINDS:
             raise ValueError(f"postprocess_type: expected one of {self.KINDS}, got {kind!r}")
@@ -55,16 +57,21 @@ class PostProcess(nn.Module):
         self.topk = topk
         self.prob_type = prob_type
         self.weight_type = weight_type
+        self.proposals = proposals
 
     @torch.no_grad()
     def forward(self, outputs: dict, video_durations: Tensor) -> list[dict[str, Tensor]]:
-        if "class_logits" not in outputs:
+        if self.proposals:
+            prob = at_least_float32(outputs["actionness_logits"]).sigmoid()
+        elif "class_logits" not in outputs:
             raise KeyError("postprocess needs outputs['class_logits']: call the model with text_embeddings")
-        prob = class_probabilities(outputs["class_logits"].float(), outputs["actionness_logits"].float(),
-                                   self.prob_type, self.weight_type)
+        else:
+            prob = class_probabilities(at_least_float32(outputs["class_logits"]),
+                                       at_least_float32(outputs["actionness_logits"]),
+                                       self.prob_type, self.weight_type)
         batch, queries, classes = prob.shape
-        durations = torch.as_tensor(video_durations, dtype=torch.float32, device=prob.device).reshape(batch)
-        segments = cw_to_t1t2(outputs["pred_boxes"].float()).clamp(0, 1) * durations[:, None, None]
+        durations = torch.as_tensor(video_durations, dtype=prob.dtype, device=prob.device).reshape(batch)
+        segments = cw_to_t1t2(outputs["pred_boxes"].to(prob.dtype)).clamp(0, 1) * durations[:, None, None]
 
         if self.kind == "class_agnostic":
             scores, index = prob.flatten(1).topk(min(self.topk, queries * classes), dim=1)

@@ -39,12 +39,21 @@ class RoISource:
 
 
 class RectifyingLayer(nn.Module):
-    """One refine layer. `cat_type` sum: w = z + u; concat1: w = [z; u] (2C), output = first C channels of the
-    self-attention; concat2: output = proj_head(w) (the self-attention result is unused in the original)."""
+    """One refine layer. `fusion` ca: u = the query's cross-attention over its S RoI bins; mean / max: u = the
+    mean / max of the bins (cross_attn_local is still built, as in the original, and gets no gradient).
+    `cat_type` sum: w = z + u; concat1: w = [z; u] (2C), output = first C channels of the self-attention;
+    concat2: output = proj_head(w) (the self-attention result is unused in the original).
+    `drop_sa` returns u whatever the cat type (the original's order of checks: with concat1/2 the 2C
+    self-attention and proj_head are built but unused; options/model_anet_concat_dropsa_f64.pt shows it)."""
+
+    FUSIONS = ("ca", "mean", "max")
 
     def __init__(self, d_model: int, nhead: int, cat_type: str = "sum", drop_sa: bool = False,
-                 drop_sa_residual: bool = True):
+                 drop_sa_residual: bool = True, fusion: str = "ca"):
         super().__init__()
+        if fusion not in self.FUSIONS:
+            raise ValueError(f"refine_fusion_type: expected one of {self.FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         self.nhead = nhead
         self.cat_type = cat_type
         self.drop_sa = drop_sa
@@ -95,8 +104,17 @@ class RectifyingLayer(nn.Module):
         q, k, v = F.linear(w, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
         return mha.out_proj(attend(split_heads(q, h), split_heads(k, h), split_heads(v, h)))
 
+    def fuse(self, z: Tensor, roi: RoISource) -> Tensor:
+        """u `[B, Q, C]`: what each query takes from its RoI bins."""
+        if self.fusion == "ca":
+            return self.local_cross_attention(z, roi)
+        if self.fusion == "mean" and roi.features is None:  # mean of R = (mean of the weights) @ source
+            return torch.matmul(roi.weights.mean(dim=2), roi.source.to(z.dtype))
+        features = roi.features if roi.features is not None else torch.matmul(roi.weights, roi.source[:, None])
+        return features.mean(dim=2) if self.fusion == "mean" else features.max(dim=2).values
+
     def forward(self, z: Tensor, roi: RoISource) -> Tensor:
-        u = self.local_cross_attention(z, roi)
+        u = self.fuse(z, roi)
         if self.drop_sa:
             return u
         if self.cat_type == "sum":
@@ -114,9 +132,9 @@ class StaticDynamicRectifier(nn.Module):
     shapes the output (quirk 10) and only it is evaluated (the others get no gradient either way)."""
 
     def __init__(self, d_model: int, nhead: int, num_layers: int = 1, cat_type: str = "sum",
-                 drop_sa: bool = False, drop_sa_residual: bool = True):
+                 drop_sa: bool = False, drop_sa_residual: bool = True, fusion: str = "ca"):
         super().__init__()
-        self.layers = nn.ModuleList(RectifyingLayer(d_model, nhead, cat_type, drop_sa, drop_sa_residual)
+        self.layers = nn.ModuleList(RectifyingLayer(d_model, nhead, cat_type, drop_sa, drop_sa_residual, fusion)
                                     for _ in range(num_layers))
 
     def forward(self, z: Tensor, roi: RoISource) -> Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from models.precision import at_least_float32, compute_dtype
 from utils.segment_ops import cw_to_t1t2
 
 # Added to every feature value (padding included) before the classification RoI align, not before the
@@ -26,13 +27,49 @@ CLASSIFICATION_FEATURE_OFFSET = 1e-4
 def roi_windows(boxes: Tensor, lengths: Tensor) -> Tensor:
     """Normalised (center, width) `[B, Q, 2]` -> (x1, x2) in snippet units of each sample's valid length,
     clamped to [0, Tv]."""
-    valid = lengths.to(torch.float32)[:, None, None]
-    windows = cw_to_t1t2(boxes.float()) * valid
+    boxes = at_least_float32(boxes)
+    valid = lengths.to(boxes.dtype)[:, None, None]
+    windows = cw_to_t1t2(boxes) * valid
     return torch.minimum(windows.clamp(min=0), valid)
 
 
+def _sample_points(boxes: Tensor, lengths: Tensor, num_bins: int, length: int) -> tuple[Tensor, Tensor, Tensor]:
+    """torchvision's sample coordinates of 1-D RoIs: `x [B, Q, S, G]`, `used [B, Q, S, G]` (the first
+    g = ceil(W / S) points of a bin that do not lie beyond T) and `grid g [B, Q]`."""
+    boxes = boxes.detach()
+    device = boxes.device
+    windows = roi_windows(boxes, lengths)
+    dtype = windows.dtype
+    start = windows[..., 0]
+    width = (windows[..., 1] - start).clamp(min=1.0)  # aligned=False widens RoIs narrower than one row
+    bin_size = width / num_bins
+    grid = torch.ceil(width / num_bins)  # sample points per bin (sampling_ratio=-1), >= 1
+    max_grid = max(1, math.ceil(max(length, 1) / num_bins))  # W <= T bounds the grid; no host sync
+
+    bins = torch.arange(num_bins, device=device, dtype=dtype)
+    points = torch.arange(max_grid, device=device, dtype=dtype)
+    # x = x1 + p * bin + (i + 0.5) * bin / g, evaluated in torchvision's order
+    x = (start[..., None, None] + bins[:, None] * bin_size[..., None, None]
+         + (points + 0.5) * bin_size[..., None, None] / grid[..., None, None])
+    # only the first g points of each bin count; a point beyond T reads nothing (x >= x1 >= 0 > -1 always)
+    used = (points < grid[..., None, None]) & (x <= length)
+    return x, used, grid
+
+
+def sampling_layout(boxes: Tensor, lengths: Tensor, num_bins: int, length: int) -> tuple[Tensor, Tensor]:
+    """The discrete part of the RoI sampling: points per bin `[B, Q]` and which points count `[B, Q, S, G]`.
+
+    RoI-aligned features are continuous in the box while this layout stays the same and jump where it
+    changes (a one-ulp change of a float32 box can cross a step); scripts/check_reference.py uses it to
+    find the queries whose class logits are well-posed to compare.
+    """
+    _, used, grid = _sample_points(boxes, lengths, num_bins, length)
+    return grid, used
+
+
 def roi_align_weights(boxes: Tensor, lengths: Tensor, num_bins: int, length: int) -> Tensor:
-    """Interpolation matrix of torchvision's RoI align for 1-D RoIs -> `A [B, Q, num_bins, length]` (float32).
+    """Interpolation matrix of torchvision's RoI align for 1-D RoIs -> `A [B, Q, num_bins, length]` (float32, or
+    float64 for float64 boxes).
 
     `boxes [B, Q, 2]` normalised (center, width), `lengths [B]` valid snippets per sample, `length` = T (the
     padded length). Per bin: `g = ceil(W / S)` sample points, `W = max(x2 - x1, 1)`, each a linear
@@ -42,23 +79,9 @@ def roi_align_weights(boxes: Tensor, lengths: Tensor, num_bins: int, length: int
     Tv and Tv+1; a point beyond T reads nothing (such a bin's weights sum to less than 1).
     Constant with respect to `boxes` (the original detaches the RoIs).
     """
-    boxes = boxes.detach()
     batch, queries = boxes.shape[:2]
-    device = boxes.device
-    windows = roi_windows(boxes, lengths)
-    start = windows[..., 0]
-    width = (windows[..., 1] - start).clamp(min=1.0)  # aligned=False widens RoIs narrower than one row
-    bin_size = width / num_bins
-    grid = torch.ceil(width / num_bins)  # sample points per bin (sampling_ratio=-1), >= 1
-    max_grid = max(1, math.ceil(max(length, 1) / num_bins))  # W <= T bounds the grid; no host sync
-
-    bins = torch.arange(num_bins, device=device, dtype=torch.float32)
-    points = torch.arange(max_grid, device=device, dtype=torch.float32)
-    # x = x1 + p * bin + (i + 0.5) * bin / g, evaluated in torchvision's float32 order
-    x = (start[..., None, None] + bins[:, None] * bin_size[..., None, None]
-         + (points + 0.5) * bin_size[..., None, None] / grid[..., None, None])
-    # only the first g points of each bin count; a point beyond T reads nothing (x >= x1 >= 0 > -1 always)
-    used = (points < grid[..., None, None]) & (x <= length)
+    x, used, grid = _sample_points(boxes, lengths, num_bins, length)
+    dtype, device = x.dtype, x.device
     x = x.clamp(min=0)
     low = x.floor()
     at_end = low >= length - 1
@@ -66,7 +89,7 @@ def roi_align_weights(boxes: Tensor, lengths: Tensor, num_bins: int, length: int
     frac = torch.where(at_end, torch.zeros_like(x), x - low)
     high = torch.where(at_end, low, low + 1)
     scale = used / grid[..., None, None]  # [B, Q, S, G]
-    weights = torch.zeros(batch, queries, num_bins, length, device=device, dtype=torch.float32)
+    weights = torch.zeros(batch, queries, num_bins, length, device=device, dtype=dtype)
     weights.scatter_add_(-1, low.long(), (1 - frac) * scale)
     weights.scatter_add_(-1, high.long(), frac * scale)
     return weights
@@ -90,11 +113,14 @@ class ProposalScorer(nn.Module):
     """Training-free class logits of proposals: RoI-pooled raw CLIP features vs class text embeddings.
 
     `before_pred` pools the S bins then compares; `after_pred` compares every bin and averages the logits.
+    Quirk of the original, kept: `after_pred` takes effect with `average` pooling only; with any other
+    pooling it is ignored (pool, then compare), as options/model_thumos_afterpred_max_f64.pt shows.
+    `center2` does not use the RoI bins: it reads one feature row per box (see `center_features`).
     With `norm_embed` both sides are L2-normalised (cosine); the scale is `exp(logit_scale)` with
     `exp_logit_scale`, else `logit_scale` itself.
     """
 
-    POOLINGS = ("average", "max", "center1", "sparse", "slow_fast", "self_attention")
+    POOLINGS = ("average", "max", "center1", "center2", "sparse", "slow_fast", "self_attention")
 
     def __init__(self, num_bins: int = 16, pooling: str = "average", strategy: str = "before_pred",
                  norm_embed: bool = True, exp_logit_scale: bool = True):
@@ -104,12 +130,9 @@ class ProposalScorer(nn.Module):
                                       f"(supported: {self.POOLINGS})")
         if strategy not in ("before_pred", "after_pred"):
             raise ValueError(f"ROIalign_strategy: expected before_pred or after_pred, got {strategy!r}")
-        if strategy == "after_pred" and pooling != "average":
-            raise NotImplementedError("ROIalign_strategy after_pred is supported with pooling_type "
-                                      "average only")
         self.num_bins = num_bins
         self.pooling = pooling
-        self.strategy = strategy
+        self.strategy = strategy if pooling == "average" else "before_pred"  # the original's quirk, above
         self.norm_embed = norm_embed
         self.exp_logit_scale = exp_logit_scale
 
@@ -129,6 +152,25 @@ class ProposalScorer(nn.Module):
         attn = torch.matmul(roi, roi.transpose(-1, -2)).softmax(dim=-1)
         return torch.matmul(attn, roi).mean(dim=2)
 
+    @staticmethod
+    def center_features(features: Tensor, boxes: Tensor, lengths: Tensor) -> Tensor:
+        """`center2`: one feature row per box `[B, Q, C]`, row `trunc(center * L)`.
+
+        Quirk of the original, kept (options/model_anet_center2_f64.pt shows it): L is not the valid length
+        Tv but the number of queries minus the item's padded snippets (its code takes the "length" from the
+        boxes' shape), so the row is read near the start of the video. Where that index is negative or past
+        the end the original crashes; here it is clamped to [0, T - 1].
+        """
+        queries, padded = boxes.shape[1], features.shape[1] - lengths
+        scale = (queries - padded).to(boxes.dtype)[:, None]
+        index = (boxes.detach()[..., 0] * scale).long()  # truncation toward zero, as .long()
+        index = index.clamp(0, features.shape[1] - 1)
+        return features.gather(1, index[..., None].expand(-1, -1, features.shape[-1]))
+
+    def scale(self, logit_scale: Tensor) -> Tensor:
+        """The similarity multiplier: `exp(logit_scale)` with `exp_logit_scale`, else `logit_scale`."""
+        return logit_scale.exp() if self.exp_logit_scale else logit_scale
+
     def similarity(self, visual: Tensor, text: Tensor, scale: Tensor) -> Tensor:
         if self.norm_embed:
             visual = F.normalize(visual, dim=-1, eps=0.0)
@@ -138,14 +180,17 @@ class ProposalScorer(nn.Module):
     def forward(self, features: Tensor, boxes: Tensor, lengths: Tensor, text_embeddings: Tensor,
                 logit_scale: Tensor) -> Tensor:
         """`features [B, T, C]` raw CLIP, `boxes [B, Q, 2]`, `text_embeddings [N, C]` -> `[B, Q, N]`
-        (float32)."""
+        (float32; float64 when the features are float64)."""
         if text_embeddings.dim() != 2 or text_embeddings.shape[1] != features.shape[-1]:
             raise ValueError(f"text_embeddings: expected [N, {features.shape[-1]}] (the feature width), got "
                              f"{tuple(text_embeddings.shape)}")
-        features = features.float() + CLASSIFICATION_FEATURE_OFFSET
-        roi = roi_align_1d(features, boxes.float(), lengths, self.num_bins)
-        scale = logit_scale.float().exp() if self.exp_logit_scale else logit_scale.float()
-        text = text_embeddings.float()
+        dtype = compute_dtype(features)
+        features = features.to(dtype) + CLASSIFICATION_FEATURE_OFFSET
+        scale = self.scale(logit_scale.to(dtype))
+        text = text_embeddings.to(dtype)
+        if self.pooling == "center2":
+            return self.similarity(self.center_features(features, boxes.to(dtype), lengths), text, scale)
+        roi = roi_align_1d(features, boxes.to(dtype), lengths, self.num_bins)
         if self.strategy == "after_pred":
             return self.similarity(roi, text, scale).mean(dim=2)
         return self.similarity(self.pool(roi), text, scale)

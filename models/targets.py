@@ -6,7 +6,8 @@ from torch import Tensor
 
 
 def salient_ground_truth(targets: list[dict], length: int, device: torch.device | None = None) -> Tensor:
-    """Per-snippet action indicator `[B, length]` float32: 1 inside any instance of the item (SPEC §5.8).
+    """Per-snippet action indicator `[B, length]`: 1 inside any instance of the item (SPEC §5.8); float32
+    also for a float64 model, as the original's (models/criterion.py relies on it).
 
     `salient_mask [n, T_i]` is False inside instance i; items shorter than `length` are padded with 0.
     One reduction per item, then a single pad-and-stack.
@@ -26,10 +27,10 @@ def salient_ground_truth(targets: list[dict], length: int, device: torch.device 
 
 
 def concatenated_targets(targets: list[dict], device: torch.device | None = None,
-                         ) -> tuple[Tensor, Tensor, list[int]]:
-    """All items' `segments [n, 2]` and `labels [n]` concatenated, plus the per-item counts."""
+                         dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, list[int]]:
+    """All items' `segments [n, 2]` (as `dtype`) and `labels [n]` concatenated, plus the per-item counts."""
     sizes = [len(t["labels"]) for t in targets]
-    segments = torch.cat([t["segments"].reshape(-1, 2) for t in targets]).float()
+    segments = torch.cat([t["segments"].reshape(-1, 2) for t in targets]).to(dtype)
     labels = torch.cat([t["labels"].reshape(-1) for t in targets]).long()
     if device is not None:
         segments, labels = segments.to(device), labels.to(device)

@@ -182,6 +182,48 @@ class NpzTextEncoder:
         return self._embeddings.index_select(0, index).clone()
 
 
+class ViFiTextEncoder:
+    """`--feature_type ViFi-CLIP`, as the original: CLIP is never loaded; the class text features are the rows
+    of `<feature_path>/text_features_split75_splitID1.npy` and the (raw, log-space) similarity scale is
+    `<feature_path>/logit_scale.npy`. The original hard-codes those file names whatever `--split` and
+    `--split_id` are (SPEC §12 quirk 39), and uses the rows in the file's order for the class list it is
+    given; here the row count must equal the number of classes (else one clear error)."""
+
+    TEXT_FILE = "text_features_split75_splitID1.npy"
+    SCALE_FILE = "logit_scale.npy"
+
+    def __init__(self, feature_path: str | os.PathLike):
+        folder = Path(feature_path).expanduser()
+        paths = [folder / self.TEXT_FILE, folder / self.SCALE_FILE]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise TextEmbeddingError(f"--feature_type ViFi-CLIP reads the class text features and the logit "
+                                     f"scale from --feature_path ({folder}); missing: {', '.join(missing)}")
+        try:
+            table = np.load(paths[0], allow_pickle=False)
+            scale = np.load(paths[1], allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise TextEmbeddingError(f"--feature_type ViFi-CLIP: cannot read {paths[0]} / {paths[1]} ({err})") from err
+        if table.ndim != 2 or not np.isfinite(table).all():
+            raise TextEmbeddingError(f"{paths[0]}: expected a finite [classes, dim] array, got shape {table.shape}")
+        if np.size(scale) != 1 or not np.isfinite(scale).all():
+            raise TextEmbeddingError(f"{paths[1]}: expected one finite number, got shape {np.shape(scale)}")
+        self._table = torch.from_numpy(np.asarray(table, dtype=np.float32))  # the original's .float()
+        self.logit_scale = float(np.asarray(scale, dtype=np.float32).reshape(()))
+        self.source = str(paths[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self._table.shape[1])
+
+    def encode(self, class_names: Sequence[str], descriptions: Mapping | None = None) -> torch.Tensor:
+        """The file's rows, float32 [N,D] (one per class, in the file's order; names are not looked up)."""
+        if len(class_names) != self._table.shape[0]:
+            raise TextEmbeddingError(f"{self.source} holds {self._table.shape[0]} class text features, but "
+                                     f"{len(class_names)} classes are evaluated ({list(class_names)})")
+        return self._table.clone()
+
+
 class ClipTextEncoder:
     """CLIP text tower with a per-class-list disk cache; CLIP is loaded only on a cache miss."""
 
@@ -235,7 +277,12 @@ class ClipTextEncoder:
 
             logger.info("loading CLIP %s on %s (%s) for text embeddings", self.model_name, self.device,
                         self.dtype_tag)
-            self._model = load_clip(self.model_name, self.device, self.download_root)
+            # Building CLIP draws random initial weights (then overwritten by the checkpoint): under a forked
+            # RNG, so that a seeded run's detector initialisation does not depend on whether the text
+            # embeddings came from the cache (CLIP not built) or not.
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                self._model = load_clip(self.model_name, self.device, self.download_root)
             self._logit_scale = clip_logit_scale(self._model)
             scale_file = self._scale_file()
             if scale_file is not None:
@@ -313,8 +360,11 @@ class ClipTextEncoder:
         return torch.from_numpy(embeddings)
 
 
-def build_text_encoder(cfg) -> ClipTextEncoder | NpzTextEncoder:
-    """Text encoder for `cfg`: the `--text_embeddings` NPZ when given, else CLIP `--CLIP_model_name`."""
+def build_text_encoder(cfg) -> ClipTextEncoder | NpzTextEncoder | ViFiTextEncoder:
+    """Text encoder for `cfg`: the `--text_embeddings` NPZ when given, else the ViFi-CLIP files of
+    `--feature_path` with `--feature_type ViFi-CLIP`, else CLIP `--CLIP_model_name`."""
+    if getattr(cfg, "feature_type", "CLIP") == "ViFi-CLIP" and not getattr(cfg, "text_embeddings", None):
+        return ViFiTextEncoder(cfg.feature_path)
     if getattr(cfg, "text_embeddings", None):
         encoder = NpzTextEncoder(cfg.text_embeddings)
         if getattr(cfg, "target_type", "prompt") != "prompt":

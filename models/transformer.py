@@ -191,14 +191,17 @@ class ConditionalDecoderLayer(nn.Module):
 class ConditionalDecoder(nn.Module):
     """Stack of conditional decoder layers with one reference point per query (not refined across layers)."""
 
-    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float):
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float,
+                 position_prior: bool = False):
         super().__init__()
         self.d_model = d_model
         self.layers = nn.ModuleList(ConditionalDecoderLayer(d_model, nhead, dim_feedforward, dropout, i == 0)
                                     for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.query_scale = MLP(d_model, d_model, d_model, 2)
-        self.ref_point_head = MLP(d_model, d_model, 1, 2)
+        # --enable_posPrior: the learned queries are the reference points; this head maps their sine
+        # embedding to the positional query (C -> C); otherwise it maps the positional query to the point.
+        self.ref_point_head = MLP(d_model, d_model, d_model if position_prior else 1, 2)
 
     def reference_points(self, query_pos: Tensor, layout_batch: int | None = None) -> Tensor:
         """`sigmoid(ref_point_head(query_pos))`: `[Q, C]` -> `[Q, 1]`, the same for every batch item.
@@ -214,11 +217,21 @@ class ConditionalDecoder(nn.Module):
         return self.ref_point_head(query_pos[:, None].repeat(1, layout_batch, 1)).sigmoid().transpose(0, 1)
 
     def forward(self, memory: Tensor, memory_mask: Tensor, pos: Tensor, query_pos: Tensor,
-                exact_layout: bool = False) -> tuple[Tensor, Tensor]:
+                exact_layout: bool = False, query_is_reference: bool = False) -> tuple[Tensor, Tensor]:
         """`memory, pos [B, T, C]`, `query_pos [Q, C]` (the learned queries, identical for every item) ->
         (`hs [L_dec, B, Q, C]` after the shared norm, `reference` in (0, 1): `[Q, 1]`, or `[B, Q, 1]` with
-        `exact_layout` (see `reference_points`))."""
-        reference = self.reference_points(query_pos, memory.shape[0] if exact_layout else None)
+        `exact_layout` (see `reference_points`)).
+
+        `query_is_reference` (--enable_posPrior): `query_pos [Q, 1]` are the reference points in logit space;
+        the positional query becomes `ref_point_head(sine(sigmoid(query_pos)))`.
+        """
+        if query_is_reference:
+            reference = query_pos.sigmoid()
+            query_pos = self.ref_point_head(reference_sine_embedding(reference[..., 0], self.d_model))
+            if exact_layout:
+                reference = reference[None].expand(memory.shape[0], -1, -1)
+        else:
+            reference = self.reference_points(query_pos, memory.shape[0] if exact_layout else None)
         sine = reference_sine_embedding(reference[..., 0], self.d_model)
         output = memory.new_zeros(memory.shape[0], query_pos.shape[-2], self.d_model)
         hs = []
@@ -231,19 +244,21 @@ class ConditionalDecoder(nn.Module):
 
 class Transformer(nn.Module):
     def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1):
+                 num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 position_prior: bool = False):
         super().__init__()
         if d_model % nhead:
             raise ValueError(f"hidden_dim {d_model} is not divisible by nheads {nhead}")
         self.encoder = TransformerEncoder(num_encoder_layers, d_model, nhead, dim_feedforward, dropout)
-        self.decoder = ConditionalDecoder(num_decoder_layers, d_model, nhead, dim_feedforward, dropout)
+        self.decoder = ConditionalDecoder(num_decoder_layers, d_model, nhead, dim_feedforward, dropout,
+                                          position_prior)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
     def forward(self, src: Tensor, mask: Tensor, pos: Tensor, query_pos: Tensor, exact_layout: bool = False,
-                ) -> tuple[Tensor, Tensor, Tensor]:
+                query_is_reference: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """-> (`memory [L_enc, B, T, C]`, `hs [L_dec, B, Q, C]`, `reference [Q, 1]` or `[B, Q, 1]`)."""
         memory = self.encoder(src, pos, mask)
-        hs, reference = self.decoder(memory[-1], mask, pos, query_pos, exact_layout)
+        hs, reference = self.decoder(memory[-1], mask, pos, query_pos, exact_layout, query_is_reference)
         return memory, hs, reference

@@ -3,6 +3,8 @@
 `../shared` (reference fixtures and the authors' data files) sits beside the repository root in CI and on
 the developers' machines, never in a user's clone: tests that need it skip with a clear reason there.
 CI sets GAP_REQUIRE_SHARED=1, which turns those skips into failures (see .ci/run).
+GAP_TORCH_THREADS=N runs the session with `torch.set_num_threads(N)` (CI runs the fidelity tests a second
+time with one thread: the checks must not depend on the thread count).
 """
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "fidelity: compares against ../shared reference fixtures or release data")
+    threads = os.environ.get("GAP_TORCH_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise pytest.UsageError(f"GAP_TORCH_THREADS: expected a positive integer, got {threads!r}")
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _require_shared(path: Path) -> Path:

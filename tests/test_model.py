@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model
+from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model, build_postprocessor
 from models.heads import inverse_sigmoid
 from models.position_encoding import SinePositionEncoding, reference_sine_embedding
 from utils.config import default_config
@@ -176,6 +176,17 @@ def test_padding_does_not_change_losses():
     (dict(pooling_type="max"), {}),
     (dict(pooling_type="self_attention"), {}),
     (dict(ROIalign_strategy="after_pred", ROIalign_size=8), {}),
+    (dict(ROIalign_strategy="after_pred", pooling_type="max"), {}),  # after_pred ignored, as the original
+    (dict(refine_cat_type="concat1", refine_drop_sa=True), {"refine_decoder.layers.0.proj_head.weight": (16, 32)}),
+    (dict(refine_fusion_type="mean"), {}),
+    (dict(refine_fusion_type="max"), {}),
+    (dict(pooling_type="center2"), {}),
+    (dict(salient_loss_impl="CE"), {}),
+    (dict(enable_posPrior=True), {"query_embed.weight": (6, 1),
+                                  "transformer.decoder.ref_point_head.layers.1.weight": (16, 16)}),
+    (dict(eval_proposal=True), {}),
+    (dict(enable_classAgnostic=False, actionness_loss=True), {"class_embed.weight": (16, 16)}),
+    (dict(prob_type="sigmoid", proposals_weight_type="before_softmax"), {}),
 ])
 def test_supported_variants_build_train_and_infer(overrides, extra_keys):
     cfg = tiny_cfg(**overrides)
@@ -187,22 +198,50 @@ def test_supported_variants_build_train_and_infer(overrides, extra_keys):
     assert ("refine_decoder.layers.0.cross_attn_local.in_proj_weight" in shapes) == cfg.enable_refine
     features, mask = padded_batch([10, 7])
     targets = [{"segments": torch.tensor([[0.5, 0.2]]), "labels": torch.zeros(1, dtype=torch.int64),
-                "salient_mask": torch.ones(1, n, dtype=torch.bool)} for n in (10, 7)]
-    losses = criterion(model.train()(features, mask, targets=targets), targets)
+                "semantic_labels": torch.tensor([n % 3]), "salient_mask": torch.ones(1, n, dtype=torch.bool)}
+               for n in (10, 7)]
+    text = torch.randn(3, 16)
+    losses = criterion(model.train()(features, mask, text_embeddings=text, targets=targets), targets)
+    assert ("loss_ce" in losses) == (not cfg.enable_classAgnostic)
     criterion.weighted_total(losses).backward()
     with torch.no_grad():
-        out = model.eval()(features, mask, text_embeddings=torch.randn(3, 16))
+        out = model.eval()(features, mask, text_embeddings=text)
     assert torch.isfinite(out["class_logits"]).all() and out["class_logits"].shape == (2, 6, 3)
+    detections = build_postprocessor(cfg)(out, torch.tensor([10.0, 7.0]))
+    assert torch.isfinite(detections[0]["scores"]).all()
+    if cfg.eval_proposal:  # proposals: one "class", scored by actionness
+        assert detections[0]["labels"].eq(0).all() and len(detections[0]["scores"]) == 6
 
 
-@pytest.mark.parametrize("flag, value", [
-    ("pre_norm", True), ("enable_classAgnostic", False), ("eval_proposal", True), ("target_type", "none"),
-    ("enable_posPrior", True), ("refine_fusion_type", "mean"), ("salient_loss_impl", "CE"),
-    ("pooling_type", "center2"),
+def test_float64_end_to_end():
+    """model.double() with float64 inputs: outputs, losses, gradients and detections stay float64."""
+    cfg = tiny_cfg("anet", enable_backbone=True)
+    model, criterion = noisy_model(cfg).double(), build_criterion(cfg)
+    features, mask = padded_batch([10, 7])
+    features = features.double()
+    targets = [{"segments": torch.tensor([[0.5, 0.2]], dtype=torch.float64), "labels": torch.zeros(1).long(),
+                "salient_mask": torch.ones(1, n, dtype=torch.bool)} for n in (10, 7)]
+    out = model.train()(features, mask, targets=targets)
+    losses = criterion(out, targets)
+    assert all(value.dtype == torch.float64 for value in losses.values())
+    criterion.weighted_total(losses).backward()
+    assert all(p.grad.dtype == torch.float64 for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        out = model.eval()(features, mask, text_embeddings=torch.randn(3, 16, dtype=torch.float64))
+    assert all(out[k].dtype == torch.float64 for k in ("pred_boxes", "class_logits", "actionness_logits"))
+    detections = build_postprocessor(cfg)(out, torch.tensor([10.0, 7.0]))
+    assert detections[0]["scores"].dtype == detections[0]["segments"].dtype == torch.float64
+
+
+@pytest.mark.parametrize("flag, value, reason", [
+    ("pre_norm", True, "pre-norm"), ("target_type", "none", "crashes"),
+    ("enable_classAgnostic", False, "--actionness_loss"),
+    ("refine_cat_type", "concat1", "crashes"),
 ])
-def test_unsupported_flags_raise_naming_the_flag(flag, value):
-    with pytest.raises(NotImplementedError, match=f"--{flag}"):
-        build_model(tiny_cfg(**{flag: value}))
+def test_unsupported_flags_raise_naming_the_flag(flag, value, reason):
+    overrides = {flag: value, **({"refine_drop_saResidual": False} if flag == "refine_cat_type" else {})}
+    with pytest.raises(NotImplementedError, match=f"--{flag}.*{reason}"):
+        build_model(tiny_cfg(**overrides))
 
 
 def test_bad_inputs_are_clear_errors():

@@ -182,7 +182,9 @@ def get_args_parser(description: str = "GAP zero-shot temporal action localizati
         option = f"--{flag.name}"
         help_text = flag.help + (f" (default: {flag.default})" if flag.default not in (None, False) else "")
         if flag.type is bool:
-            parser.add_argument(option, action="store_true", default=flag.default, help=help_text)
+            parser.add_argument(option, action="store_true", default=flag.default,
+                                help=help_text + f" (off: --no-{flag.name} or --{flag.name} false)")
+            parser.add_argument(f"--no-{flag.name}", dest=flag.name, action="store_false", help=argparse.SUPPRESS)
         else:
             parser.add_argument(option, type=flag.type, default=flag.default, choices=flag.choices,
                                 help=help_text)
@@ -196,13 +198,40 @@ def _explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
         if not action.option_strings or action.dest == "help":
             continue
         kwargs = {"dest": action.dest}
-        if isinstance(action, argparse._StoreTrueAction):
-            kwargs["action"] = "store_true"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            kwargs["action"] = "store_true" if isinstance(action, argparse._StoreTrueAction) else "store_false"
         else:
             kwargs["type"] = action.type
         probe.add_argument(*action.option_strings, **kwargs)
     namespace, _ = probe.parse_known_args(argv)
     return set(vars(namespace))
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def normalise_bool_flags(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--<flag> false` -> `--no-<flag>` and `--<flag> true` -> `--<flag>` for the boolean switches, so that a
+    switch a YAML turns on can be turned off on the command line. A following word that is not a boolean
+    (true/false, yes/no, on/off, 1/0) is left alone, so `--save_result` keeps working before other tokens."""
+    switches = {opt for action in parser._actions if isinstance(action, argparse._StoreTrueAction)
+                for opt in action.option_strings}
+    out: list[str] = []
+    tokens = list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        name, eq, inline = token.partition("=")
+        word = inline if eq else (tokens[index + 1] if index + 1 < len(tokens) else None)
+        if name in switches and word is not None and word.lower() in _BOOL_WORDS:
+            out.append(name if _BOOL_WORDS[word.lower()] else "--no-" + name[2:])
+            index += 1 if eq else 2
+            continue
+        if name in switches and eq:
+            raise ConfigError(f"{name}: expected true or false, got {inline!r}")
+        out.append(token)
+        index += 1
+    return out
 
 
 def validate_value(key: str, value: Any, source: str) -> Any:
@@ -322,9 +351,9 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
 
     `parser` may be a parser built by `get_args_parser()` with script-specific flags added.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = parser or get_args_parser()
     parser.error = _raise_usage_error  # one clear line (exit status 1 via run_cli), not usage + exit 2
+    argv = normalise_bool_flags(sys.argv[1:] if argv is None else argv, parser)
     cfg = parser.parse_args(argv)
     if cfg.cfg_path:
         explicit = _explicit_keys(parser, argv)

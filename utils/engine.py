@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,33 +44,61 @@ def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return moved
 
 
+@dataclass
+class StepResult:
+    """What one optimizer step reports: the weighted total and every unweighted loss (Python floats), and
+    the gradient norm `clip_grad_norm_` measured before clipping (None without clipping)."""
+
+    total: float
+    losses: dict[str, float]
+    grad_norm: float | None
+
+
+def train_step(model, criterion, optimizer, features: torch.Tensor, mask: torch.Tensor, targets: list[dict],
+               clip_max_norm: float = 0.0, amp: bool = False, text_embeddings: torch.Tensor | None = None,
+               where: str = "") -> StepResult:
+    """One step as the original's training loop: forward, losses, weighted total (abort if not finite),
+    zero_grad, backward, clip the global gradient norm to `clip_max_norm` (if > 0), optimizer step.
+
+    `text_embeddings` are needed only by a model that classifies in training (no --enable_classAgnostic).
+    `where` names the step in the non-finite-loss error.
+    """
+    with autocast_context(features.device, amp):
+        outputs = model(features, mask, text_embeddings=text_embeddings, targets=targets)
+    losses = criterion(outputs, targets)
+    total = criterion.weighted_total(losses)
+    total_value = float(total.detach())
+    values = {key: float(value.detach()) for key, value in losses.items()}  # read once: sums, log, error
+    if not math.isfinite(total_value):
+        raise NonFiniteLossError(f"{where}: loss is {total_value}; components: {values}")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    grad_norm = None
+    if clip_max_norm > 0:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm))
+    optimizer.step()
+    return StepResult(total_value, values, grad_norm)
+
+
 def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: torch.device, epoch: int,
-                    clip_max_norm: float = 0.0, amp: bool = False, log_every: int = 0, logger=None) -> dict:
+                    clip_max_norm: float = 0.0, amp: bool = False, log_every: int = 0, logger=None,
+                    text_embeddings: torch.Tensor | None = None) -> dict:
     """Train for one epoch; return the mean of every loss over iterations (weighted total as `loss`)."""
     model.train()
     criterion.train()
     weight_dict = criterion.weight_dict
     sums: dict[str, float] = defaultdict(float)
     iterations = 0
+    if text_embeddings is not None:
+        text_embeddings = text_embeddings.to(device)
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
     for features, mask, targets in progress:
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
         targets = targets_to_device(targets, device)
-        with autocast_context(device, amp):
-            outputs = model(features, mask, targets=targets)
-        losses = criterion(outputs, targets)
-        total = sum(losses[key] * weight for key, weight in weight_dict.items() if key in losses)
-        total_value = float(total.detach())
-        values = {key: float(value.detach()) for key, value in losses.items()}  # read once: sums, log, error
-        if not math.isfinite(total_value):
-            raise NonFiniteLossError(f"epoch {epoch} iteration {iterations}: loss is {total_value}; "
-                                     f"components: {values}")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
-        optimizer.step()
+        step = train_step(model, criterion, optimizer, features, mask, targets, clip_max_norm, amp,
+                          text_embeddings, where=f"epoch {epoch} iteration {iterations}")
+        total_value, values = step.total, step.losses
 
         iterations += 1
         sums["loss"] += total_value
@@ -119,6 +148,24 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
     return records
 
 
+PROPOSAL_CLASS = "foreground"
+
+
+def scored_classes(cfg, dataset) -> list[str]:
+    """The classes detections are labelled with: the dataset's, or the single "foreground" class of
+    class-agnostic proposals (--eval_proposal)."""
+    return [PROPOSAL_CLASS] if cfg.eval_proposal else list(dataset.classes)
+
+
+def scored_ground_truth(cfg, dataset) -> dict:
+    """The evaluator's ground truth; with --eval_proposal every instance (of the unseen inference classes)
+    becomes "foreground", so mAP, AR@AN and AUC measure class-agnostic proposal quality."""
+    if not cfg.eval_proposal:
+        return dataset.ground_truth
+    return {video: [(start, end, PROPOSAL_CLASS) for start, end, _ in rows]
+            for video, rows in dataset.ground_truth.items()}
+
+
 def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
              device: torch.device, cfg, eval_videos: str | None = None,
              records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
@@ -130,7 +177,7 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
     window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
         and not cfg.inference_entire
     metrics, merged = evaluate_detections(
-        records, dataset.ground_truth, dataset.video_ids, dataset.classes, cfg.dataset_name,
+        records, scored_ground_truth(cfg, dataset), dataset.video_ids, scored_classes(cfg, dataset), cfg.dataset_name,
         eval_videos=eval_videos or cfg.eval_videos, window_fusion=window_fusion)
     return metrics, merged, records
 
