@@ -3,7 +3,7 @@ import torch
 
 from models.build import HEADLINE_MODEL_FLAGS, build_model
 from models.text_encoder import ClipTextEncoder
-from tests.clip_builders import TINY_EMBED_DIM, write_tiny_clip_checkpoint
+from utils.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
 from utils.config import default_config
 from utils.run import seed_everything
 
