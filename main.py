@@ -12,16 +12,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import trange
 
-from datasets import build_dataset
 from models.build import build_criterion, build_model, build_postprocessor, trains_classes
 from models.text_encoder import build_text_encoder
-from utils.checkpoint import (
-    load_training_state,
-    load_weights,
-    restore_rng_states,
-    save_state_dict,
-    save_training_state,
-)
 from utils.cli import run_cli
 from utils.config import (
     ConfigError,
@@ -33,13 +25,18 @@ from utils.config import (
     get_args_parser,
     parse_config,
 )
-from utils.engine import evaluate, evaluate_both_protocols, scored_classes, train_one_epoch
-from utils.evaluation import results_json
-from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
-from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
-from utils.optim import build_optimization
-from utils.paths import RunLock, move_outputs_aside, run_paths
-from utils.report import (
+from utils.device import resolve_device
+from utils.engine.checkpoint import (
+    load_training_state,
+    load_weights,
+    restore_rng_states,
+    save_state_dict,
+    save_training_state,
+)
+from utils.engine.loop import evaluate, evaluate_both_protocols, scored_classes, train_one_epoch
+from utils.engine.optim import build_optimization
+from utils.engine.paths import RunLock, move_outputs_aside, run_paths
+from utils.engine.report import (
     append_csv_row,
     check_csv_rows,
     log_scalars,
@@ -49,13 +46,16 @@ from utils.report import (
     truncate_csv,
     write_metrics_json,
 )
-from utils.run import (
+from utils.engine.run import (
     make_loader,
-    resolve_device,
     seed_everything,
     text_embeddings_for,
 )
-from utils.selection import SELECTION_LABELS, split_validation
+from utils.engine.selection import SELECTION_LABELS, split_validation
+from utils.engine.synthetic import build_dataset
+from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
+from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
+from utils.scoring.evaluation import results_json
 
 logger = get_logger()
 
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     check_run_name_free(cfg, paths)
     seed_everything(cfg.seed)
 
-    # data (every file is validated here, before anything is written)
+    # data (every file is validated here, before anything is written; the embedded demo writes itself first)
     train_set = build_dataset(cfg, "train")
     test_set = build_dataset(cfg, "inference")
     val_set = None

@@ -9,19 +9,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from datasets import build_dataset
 from models.build import build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
-from utils.checkpoint import load_model_weights
 from utils.cli import run_cli
 from utils.config import check_ranges, config_notes, get_args_parser, parse_config
-from utils.engine import evaluate_both_protocols, scored_classes
-from utils.evaluation import results_json
+from utils.device import resolve_device
+from utils.engine.checkpoint import load_model_weights
+from utils.engine.loop import evaluate_both_protocols, scored_classes
+from utils.engine.paths import run_paths
+from utils.engine.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
+from utils.engine.run import make_loader, seed_everything, text_embeddings_for
+from utils.engine.synthetic import build_dataset  # the embedded demo writes itself on first use
 from utils.io import atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, setup_logger
-from utils.paths import run_paths
-from utils.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
-from utils.run import make_loader, resolve_device, seed_everything, text_embeddings_for
+from utils.scoring.evaluation import results_json
 
 
 def main(argv=None) -> dict:

@@ -15,45 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .families import DatasetFamily, family_of
+
 AMBIGUOUS_LABEL = "Ambiguous"
-# SPEC §2.6: removed from both modes of Thumos14 (814's annotations run past the video end; 1292 has only
-# Ambiguous labels and no features; 270/1496 are the usual TadTR/G-TAD exclusions; 504 is unexplained).
-THUMOS14_EXCLUDED_VIDEOS = frozenset({
-    "video_test_0000270", "video_test_0001292", "video_test_0001496", "video_test_0000814", "video_test_0000504",
-})
 
 
 class DataWarning(UserWarning):
     """Something in the data files looks wrong but the original code accepts it; the run goes on."""
-
-
-@dataclass(frozen=True)
-class DatasetRules:
-    """How a dataset family selects videos and instances."""
-
-    name: str
-    subsets: dict[str, str]            # mode -> annotation `subset` value
-    excluded_videos: frozenset[str]
-    min_duration_s: float | None       # fixed minimum instance length (ActivityNet: 1 s) ...
-    min_duration_in_snippets: bool     # ... or one snippet, `feature_stride / video_fps` (Thumos14)
-    keep_videos_without_gt: bool       # Thumos: every subset video is evaluated; ActivityNet: dropped
-
-
-RULES = {
-    "Thumos14": DatasetRules("Thumos14", {"train": "val", "inference": "test"}, THUMOS14_EXCLUDED_VIDEOS,
-                             None, True, True),
-    # The embedded synthetic dataset is read exactly like Thumos14, without the hard-coded exclusions.
-    "Synthetic": DatasetRules("Synthetic", {"train": "val", "inference": "test"}, frozenset(), None, True, True),
-    "ActivityNet13": DatasetRules("ActivityNet13", {"train": "train", "inference": "val"}, frozenset(),
-                                  1.0, False, False),
-}
-
-
-def rules_for(dataset_name: str) -> DatasetRules:
-    try:
-        return RULES[dataset_name]
-    except KeyError:
-        raise ValueError(f"dataset_name must be one of {sorted(RULES)}, got {dataset_name!r}") from None
 
 
 @dataclass
@@ -166,7 +134,7 @@ def check_classes_known(classes: list[str], annotations: dict, anno_path: str | 
 # ---------------------------------------------------------------------------------------------- selection
 
 def select_videos(annotations: dict, info: dict[str, dict] | None, classes: list[str], subset: str,
-                  rules: DatasetRules, feature_stride: int | None, anno_path: str | Path = "annotation file",
+                  rules: DatasetFamily, feature_stride: int | None, anno_path: str | Path = "annotation file",
                   info_path: str | Path = "feature info file") -> list[VideoRecord]:
     """Videos of `subset` (sorted by id) with their valid instances of `classes`.
 
@@ -234,7 +202,7 @@ def select_videos(annotations: dict, info: dict[str, dict] | None, classes: list
     return records
 
 
-def ground_truth_of(records: list[VideoRecord], rules: DatasetRules) -> tuple[dict, list[str]]:
+def ground_truth_of(records: list[VideoRecord], rules: DatasetFamily) -> tuple[dict, list[str]]:
     """Evaluator ground truth (videos with >= 1 valid instance) and the ids of every video the mode evaluates."""
     ground_truth = {r.video_id: [(float(s), float(e), label) for (s, e), label in zip(r.segments, r.labels)]
                     for r in records if r.num_instances}
@@ -243,7 +211,7 @@ def ground_truth_of(records: list[VideoRecord], rules: DatasetRules) -> tuple[di
 
 
 def ground_truth_from(annotations: dict, info: dict[str, dict] | None, classes: list[str], subset: str,
-                      rules: DatasetRules, feature_stride: int | None, anno_path: str | Path,
+                      rules: DatasetFamily, feature_stride: int | None, anno_path: str | Path,
                       info_path: str | Path) -> tuple[dict[str, list[tuple[float, float, str]]], list[str]]:
     """`load_ground_truth` on files already read (`load_annotation_file`, `load_feature_info` or None)."""
     check_classes_known(classes, annotations, anno_path, "the class list")
@@ -262,7 +230,7 @@ def load_ground_truth(anno_file_path: str | Path, classes: list[str], subset: st
     `subset` is the annotation's subset string ("test"/"val" for Thumos14, "train"/"val" for ActivityNet).
     Without `feature_info_path` the info-file intersection is skipped and Thumos fps come from the annotations.
     """
-    rules = rules_for(dataset_name)
+    rules = family_of(dataset_name)
     annotations = load_annotation_file(anno_file_path)
     info = load_feature_info(feature_info_path) if feature_info_path is not None else None
     return ground_truth_from(annotations, info, classes, subset, rules, feature_stride, anno_file_path,

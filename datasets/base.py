@@ -18,16 +18,15 @@ from tqdm import tqdm
 
 from . import targets as T
 from .annotations import (
-    DatasetRules,
     VideoRecord,
     check_classes_known,
     ground_truth_of,
     load_annotation_file,
     load_descriptions,
     load_feature_info,
-    rules_for,
     select_videos,
 )
+from .families import DatasetFamily, family_of
 from .splits import mode_classes, split_list_path
 
 MODES = ("train", "inference")
@@ -81,7 +80,8 @@ class BaseDataset(Dataset):
         self.mode = mode
         self.window_mode = windows or mode
         self.dataset_name = cfg.dataset_name
-        self.rules: DatasetRules = rules_for(cfg.dataset_name)
+        self.family: DatasetFamily = family_of(cfg.dataset_name)
+        self.rules = self.family   # how videos and instances are selected (datasets/annotations.py)
         self.anno_file_path = Path(cfg.anno_file_path)
         self.feature_info_path = Path(cfg.feature_info_path)
         self.feature_path = Path(cfg.feature_path)

@@ -1,6 +1,6 @@
 """Zero-shot class splits: which classes a mode trains on (seen) or is tested on (unseen).
 
-Layout (SPEC §2.5): ``<split_root>/train_{75_test_25|50_test_50}/{THUMOS14|ActivityNet}/{train|test}/split_<id>.list``,
+Layout (SPEC §2.5): ``<split_root>/train_{75_test_25|50_test_50}/<family.split_folder>/{train|test}/split_<id>.list``,
 one class name a line; the class index is the line position in the file of the current mode.
 
 Differences from the original reader (SPEC §12, MAY FIX #35): the original drops the last character of every
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .families import family_of
+
 SPLIT_FOLDERS = {75: "train_75_test_25", 50: "train_50_test_50"}
-# Folder name of each dataset inside a split folder. The synthetic dataset reuses the THUMOS14 layout.
-SPLIT_DATASET_FOLDERS = {"Thumos14": "THUMOS14", "Synthetic": "THUMOS14", "ActivityNet13": "ActivityNet"}
 MODE_LISTS = {"train": "train", "inference": "test"}
 
 
@@ -23,14 +23,10 @@ def split_list_path(split_root: str | Path, dataset_name: str, split: int, split
         split_folder = SPLIT_FOLDERS[int(split)]
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"split must be 75 or 50 (train_75_test_25 / train_50_test_50), got {split!r}") from None
-    if dataset_name not in SPLIT_DATASET_FOLDERS:
-        raise ValueError(
-            f"dataset_name must be one of {sorted(SPLIT_DATASET_FOLDERS)} to locate its split lists, "
-            f"got {dataset_name!r}"
-        )
+    family = family_of(dataset_name)
     if mode not in MODE_LISTS:
         raise ValueError(f"mode must be 'train' or 'inference', got {mode!r}")
-    return (Path(split_root) / split_folder / SPLIT_DATASET_FOLDERS[dataset_name] / MODE_LISTS[mode]
+    return (Path(split_root) / split_folder / family.split_folder / MODE_LISTS[mode]
             / f"split_{int(split_id)}.list")
 
 

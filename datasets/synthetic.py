@@ -42,7 +42,6 @@ GENERATOR_VERSION = 1
 DEFAULT_ROOT = "./data/Synthetic"
 FPS = 30.0
 STRIDE = 8
-PROMPT = "a video of a person doing {}"
 
 # Readable class names with three short steps each (the v6 description layout).
 CLASS_STEPS = {
@@ -108,16 +107,26 @@ def _random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def class_text_embeddings(cfg: SyntheticConfig, classes: list[str]) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class ClassText:
+    """The text side the caller hands in (the data never loads CLIP): the prompt template and logit scale
+    written to text_embeddings.npz, and, with `clip_model_name`, CLIP's embeddings ``[N, D]`` of the prompts
+    of the first N classes of `CLASS_NAMES` (utils/engine/synthetic.py computes them)."""
+
+    prompt_template: str
+    logit_scale: float
+    embeddings: np.ndarray | None = None
+
+
+def class_text_embeddings(cfg: SyntheticConfig, classes: list[str], text: ClassText) -> tuple[np.ndarray, float]:
     """Unit text embeddings ``[N, D]`` and the raw logit scale: CLIP's when a model is given, else seeded."""
     if cfg.clip_model_name:
-        from models.text_encoder import ClipTextEncoder
-
-        encoder = ClipTextEncoder(model_name=cfg.clip_model_name, target_type="prompt", device="cpu", cache_dir=None)
-        embeddings = encoder.encode(classes).numpy().astype(np.float64)
-        return _unit(embeddings), float(encoder.logit_scale)
+        if text.embeddings is None or len(text.embeddings) != len(classes):
+            raise ValueError(f"clip_model_name {cfg.clip_model_name}: the CLIP embeddings of the {len(classes)} "
+                             "classes must be handed in (utils.engine.synthetic.ensure_synthetic_dataset does)")
+        return _unit(np.asarray(text.embeddings, np.float64)), float(text.logit_scale)
     rng = np.random.default_rng([cfg.seed, 1])
-    return _unit(rng.standard_normal((len(classes), cfg.feature_dim))), math.log(100.0)
+    return _unit(rng.standard_normal((len(classes), cfg.feature_dim))), float(text.logit_scale)
 
 
 def visual_evidence(text: np.ndarray, seed: int) -> np.ndarray:
@@ -220,12 +229,12 @@ def _descriptions(classes: list[str]) -> dict:
             for k, name in enumerate(classes)}
 
 
-def write_synthetic_dataset(root: str | os.PathLike, cfg: SyntheticConfig) -> Path:
+def write_synthetic_dataset(root: str | os.PathLike, cfg: SyntheticConfig, class_text: ClassText) -> Path:
     """Write the dataset into `root` (which must not exist or be empty). Returns `root`."""
     cfg.check()
     root = Path(root)
     classes = CLASS_NAMES[: cfg.num_classes]
-    text, logit_scale = class_text_embeddings(cfg, classes)
+    text, logit_scale = class_text_embeddings(cfg, classes, class_text)
     dim = text.shape[1]
     evidence = visual_evidence(text, cfg.seed)
     motion = _unit(np.random.default_rng([cfg.seed, 4]).standard_normal(dim))
@@ -263,7 +272,7 @@ def write_synthetic_dataset(root: str | os.PathLike, cfg: SyntheticConfig) -> Pa
         (root / relative).write_text(content, encoding="utf-8")
     np.savez(root / "text_embeddings.npz", class_names=np.array(classes, dtype=str),
              embeddings=text.astype(np.float32), logit_scale=np.asarray(logit_scale, dtype=np.float32),
-             prompts=np.array([PROMPT.format(c) for c in classes], dtype=str))
+             prompts=np.array([class_text.prompt_template.format(c) for c in classes], dtype=str))
     meta = {**asdict(cfg), "feature_dim": dim, "classes": classes, "num_videos": len(database)}
     (root / "synthetic_meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return root
@@ -287,7 +296,7 @@ def _matches(meta: dict, cfg: SyntheticConfig) -> bool:
     return all(meta.get(key) == value for key, value in _wanted(cfg).items())
 
 
-def ensure_synthetic_dataset(root: str | os.PathLike = DEFAULT_ROOT, seed: int = 0, force: bool = False,
+def ensure_synthetic_dataset(root: str | os.PathLike, class_text: ClassText, seed: int = 0, force: bool = False,
                              **sizes) -> Path:
     """Generate the synthetic dataset under `root` unless an identical one is already there.
 
@@ -295,6 +304,7 @@ def ensure_synthetic_dataset(root: str | os.PathLike = DEFAULT_ROOT, seed: int =
     so an interrupted run never leaves a half-written dataset. `sizes` are `SyntheticConfig` fields
     (num_classes, num_train_videos, num_test_videos, min_length, max_length, feature_dim, clip_model_name).
     An existing dataset generated with other parameters is an error unless `force=True` (then replaced).
+    `class_text`: see `ClassText` (utils/engine/synthetic.py's function of the same name fills it in).
     """
     unknown = set(sizes) - set(SyntheticConfig.__dataclass_fields__) - {"version"}
     if unknown:
@@ -318,7 +328,7 @@ def ensure_synthetic_dataset(root: str | os.PathLike = DEFAULT_ROOT, seed: int =
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700: the dataset folder follows the umask instead
     try:
-        write_synthetic_dataset(tmp, cfg)
+        write_synthetic_dataset(tmp, cfg, class_text)
         if root.exists():
             old = root.with_name(f".{root.name}.old-{os.getpid()}")
             os.replace(root, old)

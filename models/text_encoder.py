@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.clip_loading import clip_dtype_tag, clip_identity
+from utils.device import resolve_device
 from utils.io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -230,9 +232,6 @@ class ClipTextEncoder:
     def __init__(self, model_name: str = "ViT-B/16", target_type: str = "prompt", device: str | None = "cpu",
                  cache_dir: str | None = DEFAULT_CACHE_DIR, description_file: str | None = None,
                  download_root: str | None = None):
-        from utils.clip_loading import clip_dtype_tag, clip_identity
-        from utils.run import resolve_device
-
         if target_type not in (*TARGET_TYPES, "none"):  # "none": only logit_scale is used; encode() refuses
             raise TextEmbeddingError(f"target_type {target_type!r} unknown; expected one of {list(TARGET_TYPES)}")
         self.model_name = model_name
@@ -273,7 +272,7 @@ class ClipTextEncoder:
     # -- CLIP
     def _clip(self):
         if self._model is None:
-            from utils.clip_loading import clip_logit_scale, load_clip
+            from models.clip_loading import clip_logit_scale, load_clip
 
             logger.info("loading CLIP %s on %s (%s) for text embeddings", self.model_name, self.device,
                         self.dtype_tag)

@@ -9,7 +9,7 @@ Two formats (shared/fixtures/reference/README.md):
      losses and gradients. The model is built from the flags, the state dict loaded with strict=True, and
      every quantity compared.
   T. trajectory fixtures (`trajectory_*.pt`): a short training run of the original. It is replayed through
-     this project's own optimizer/scheduler builders (utils/optim.py) and training step (utils/engine.py
+     this project's own optimizer/scheduler builders (utils/engine/optim.py) and training step (utils/engine/loop.py
      `train_step`, the code main.py runs), comparing every step's weighted total, losses and gradient norm
      before clipping, the learning rates at the start of every epoch, the parameter groups and the final
      weights.
@@ -55,8 +55,8 @@ from models.build import build_criterion, build_model, build_postprocessor  # no
 from models.roi_align import sampling_layout  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import ALL_FLAGS, default_config  # noqa: E402
-from utils.engine import train_step  # noqa: E402
-from utils.optim import build_optimization  # noqa: E402
+from utils.engine.loop import train_step  # noqa: E402
+from utils.engine.optim import build_optimization  # noqa: E402
 
 MODEL_KEYS = ("flags", "state_dict", "inputs", "text_embeddings", "targets", "eval", "train")
 TRAJECTORY_KEYS = ("flags", "init_state_dict", "batches", "steps", "lrs", "final_state_dict")
@@ -350,7 +350,7 @@ def _gradient_rows(reference: dict, params: dict, tol: Tolerance) -> list[Row]:
 
 
 def _check_trajectory(fixture: dict) -> list[Row]:
-    """Replay a training run through utils/optim.py and utils/engine.train_step (what main.py runs)."""
+    """Replay a training run through utils/engine/optim.py and utils/engine.train_step (what main.py runs)."""
     dtype = fixture_dtype(fixture)
     atol = TOLERANCES[dtype].trajectory
     cfg = config_from_flags(fixture["flags"])

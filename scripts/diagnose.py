@@ -49,11 +49,11 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from datasets.families import family_of  # noqa: E402
 from scripts.evaluate import add_input_arguments, load_inputs  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.evaluation import eval_settings  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
-from utils.metrics import average_precision, descending_score_order, pairs_with_equal_keys, segment_iou  # noqa: E402
+from utils.scoring.metrics import average_precision, descending_score_order, pairs_with_equal_keys, segment_iou  # noqa: E402
 
 ERROR_TYPES = ("true_positive", "double_detection", "wrong_label", "localization", "confusion", "background")
 FALSE_POSITIVES = ERROR_TYPES[1:]
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not len(det.gt_labels):
         raise ValueError("no ground-truth instance of the evaluated classes: nothing to diagnose")
     durations = {vid: float(entry.get("duration", np.nan)) for vid, entry in inputs.annotations["database"].items()}
-    result = diagnose(det, durations, eval_settings(args.dataset).tiou_thresholds, args.tiou)
+    result = diagnose(det, durations, family_of(args.dataset).tiou_thresholds, args.tiou)
     profile, gains, misses, instances = result["profile"], result["gains"], result["misses"], result["instances"]
 
     missed = instances[instances["missed"]]

@@ -10,7 +10,7 @@ Detections use the ActivityNet results format written by main.py / test.py:
 {"results": {video: [{"segment": [start, end], "score": x, "label": class name}, ...]}} (video ids may
 lack ActivityNet's `v_` prefix). Ground truth is filtered exactly as the datasets filter it (test-class,
 non-Ambiguous instances longer than one snippet for Thumos14, > 1 s for ActivityNet; Thumos14's excluded
-videos). The scoring is the one training and test.py use (utils/evaluation.py).
+videos). The scoring is the one training and test.py use (utils/scoring/evaluation.py).
 """
 from __future__ import annotations
 
@@ -23,23 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.annotations import (  # noqa: E402
-    DatasetRules,
-    ground_truth_from,
-    load_annotation_file,
-    load_feature_info,
-    rules_for,
-)
+from datasets.annotations import ground_truth_from, load_annotation_file, load_feature_info  # noqa: E402
+from datasets.families import FAMILIES, DatasetFamily, family_of  # noqa: E402
 from datasets.splits import read_split_classes  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.evaluation import EVAL_VIDEOS, SETTINGS, evaluate_merged, load_results_json  # noqa: E402
+from utils.engine.report import AR_KEYS, metrics_table  # noqa: E402
 from utils.io import atomic_write_json, check_writable_location  # noqa: E402
-from utils.report import AR_KEYS, metrics_table  # noqa: E402
-
-DEFAULT_STRIDE = {"Thumos14": 8, "Synthetic": 8, "ActivityNet13": 16}  # the headline configurations
-
-
-DEFAULT_SPLIT_ROOT = {"Synthetic": "./data/Synthetic/splits"}  # the demo's lists; the release's are in ./splits
+from utils.scoring.evaluation import EVAL_VIDEOS, evaluate_merged, load_results_json  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -53,7 +43,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that choose the ground truth, classes and detections (shared with scripts/diagnose.py)."""
     parser.add_argument("--gt", required=True, help="annotation JSON of the release (.json or .json.gz)")
     parser.add_argument("--pred", required=True, help="detections in the ActivityNet results format")
-    parser.add_argument("--dataset", required=True, choices=sorted(SETTINGS),
+    parser.add_argument("--dataset", required=True, choices=sorted(FAMILIES),
                         help="sets the tIoU thresholds, AR tIoUs and ground-truth filters")
     classes = parser.add_mutually_exclusive_group(required=True)
     classes.add_argument("--classes", help="comma-separated evaluated class names (class index = position)")
@@ -74,7 +64,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                              "every subset video count, false positives where there is no ground truth")
 
 
-def video_sets(annotations: dict, info: dict | None, subset: str, rules: DatasetRules) -> tuple[list[str], set[str]]:
+def video_sets(annotations: dict, info: dict | None, subset: str, rules: DatasetFamily) -> tuple[list[str], set[str]]:
     """(evaluated, ignored) videos of the subset.
 
     Evaluated: every subset video the datasets may use (not excluded, listed in --feature_info when given),
@@ -102,16 +92,16 @@ class ScoringInputs:
 
 
 def load_inputs(args: argparse.Namespace) -> ScoringInputs:
+    rules = family_of(args.dataset)
     if args.classes is not None:
         classes = [name.strip() for name in args.classes.split(",") if name.strip()]
         if not classes or len(set(classes)) != len(classes):
             raise ValueError(f"--classes must list distinct class names, got {args.classes!r}")
     else:
-        split_root = args.split_root or DEFAULT_SPLIT_ROOT.get(args.dataset, "./splits")
+        split_root = args.split_root or rules.default_split_root
         classes = read_split_classes(split_root, args.dataset, args.split, args.split_id, "inference")
-    rules = rules_for(args.dataset)
     subset = args.subset or rules.subsets["inference"]
-    stride = args.feature_stride or DEFAULT_STRIDE[args.dataset]
+    stride = args.feature_stride or rules.default_stride
     annotations = load_annotation_file(args.gt)
     info = load_feature_info(args.feature_info) if args.feature_info is not None else None
     ground_truth, _ = ground_truth_from(annotations, info, classes, subset, rules, stride, args.gt,

@@ -32,9 +32,9 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 from tqdm import tqdm  # noqa: E402
 
+from models.clip_loading import clip_dtype_tag  # noqa: E402
+from models.frame_encoder import ClipFrameEncoder, extract_video_features, save_features  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.clip_loading import clip_dtype_tag  # noqa: E402
-from utils.frame_features import ClipFrameEncoder, extract_video_features, save_features  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.video import REDUCTIONS, list_videos, video_id  # noqa: E402
 

@@ -43,7 +43,7 @@ def inspect(cfg, modes: list[str]) -> dict:
     for mode in modes:
         dataset = build_dataset(cfg, mode, check_features=False)
         overlap = None
-        if cfg.dataset_name != "ActivityNet13":
+        if dataset.family.windowed:
             overlap = cfg.slice_overlap if mode == "train" else cfg.inference_slice_overlap
         out["modes"][mode] = dump_mode(dataset, slice_overlap=overlap)
         print(f"{mode}: {len(dataset)} items, {out['modes'][mode]['num_instances']} instances, "

@@ -15,7 +15,7 @@ given classes ("a video of a person doing {class}" unless `--raw_prompts`; or `-
 Writes into `--out_dir` (`--formats`, default all): `<video>_detections.json` (ActivityNet results format,
 times in seconds), `<video>_timeline.png`, `<video>_detections.csv` (every detection) and
 `<video>_detections.srt` (subtitles of the `--top` best), and prints the top detections.
-The work is done by `utils.detector.Detector`, the Python API: the same detections from a notebook.
+The work is done by `utils.engine.detector.Detector`, the Python API: the same detections from a notebook.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from models.text_encoder import parse_class_list  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import get_args_parser, parse_config  # noqa: E402
-from utils.detector import Detections, Detector, format_score  # noqa: E402
+from utils.engine.detector import Detections, Detector, format_score  # noqa: E402
 from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from utils.video import REDUCTIONS  # noqa: E402
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from utils.checkpoint import CheckpointError
+    from utils.engine.checkpoint import CheckpointError
     from utils.video import VideoDecodeError
 
     return run_cli(main, argv, extra_errors=(CheckpointError, VideoDecodeError))

@@ -7,7 +7,7 @@
 
 Writes under `--root` (default ./data/OfflineDemo, the folder config/offline_demo.yaml reads):
 - `tiny_clip.pt`: a randomly initialised one-layer CLIP (32-d embeddings) saved like a real checkpoint, so it
-  goes through the same loader as ViT-B/16 (utils/tiny_clip.py);
+  goes through the same loader as ViT-B/16 (models/tiny_clip.py);
 - `Synthetic/`: a small synthetic zero-shot dataset (datasets/synthetic.py) whose class embeddings come from
   that CLIP's text tower and whose features live in its 32-d embedding space;
 - `demo_video.mp4`: a 16 s generated video (flat colours and a moving bar) for localize.py.
@@ -26,8 +26,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import ensure_synthetic_dataset, read_synthetic_meta  # noqa: E402
+from datasets.synthetic import read_synthetic_meta  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
+from utils.engine.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 DEFAULT_ROOT = "./data/OfflineDemo"
 # A small dataset: the offline demo trains in seconds (config/offline_demo.yaml).
@@ -44,7 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def make_offline_demo(root: str | Path) -> dict[str, Path]:
     """Write the tiny CLIP checkpoint, the dataset and the video under `root` (kept when present)."""
-    from utils.tiny_clip import write_synthetic_video, write_tiny_clip_checkpoint
+    from models.tiny_clip import write_synthetic_video, write_tiny_clip_checkpoint
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

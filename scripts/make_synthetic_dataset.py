@@ -15,7 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import DEFAULT_ROOT, SyntheticConfig, ensure_synthetic_dataset, read_synthetic_meta  # noqa: E402
+from datasets.synthetic import DEFAULT_ROOT, SyntheticConfig, read_synthetic_meta  # noqa: E402
+from utils.engine.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:

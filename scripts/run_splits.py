@@ -31,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.checkpoint import load_training_state  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import (  # noqa: E402
     RESUME_MAY_DIFFER,
@@ -41,9 +40,10 @@ from utils.config import (  # noqa: E402
     get_args_parser,
     parse_config,
 )
+from utils.engine.checkpoint import load_training_state  # noqa: E402
+from utils.engine.paths import RunPaths  # noqa: E402
+from utils.engine.report import metric_columns  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
-from utils.paths import RunPaths  # noqa: E402
-from utils.report import metric_columns  # noqa: E402
 
 
 def parse_split_ids(text: str) -> list[int]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from models.build import build_model
-from utils.checkpoint import CheckpointError, describe_mismatch, load_model_weights, read_state_dict
 from utils.config import default_config
+from utils.engine.checkpoint import CheckpointError, describe_mismatch, load_model_weights, read_state_dict
 
 # Saved with torch.save(model.state_dict()) on an NVIDIA H200 (every tensor on cuda:0) from this config.
 CUDA_CHECKPOINT = Path(__file__).parent / "data" / "cuda_tiny_state_dict.pt"

@@ -16,11 +16,11 @@ import torch
 
 import main as train_main
 from models.build import build_model
+from models.tiny_clip import TINY_EMBED_DIM, write_synthetic_video
 from scripts import demo_table, encode_text, extract_features, localize, make_offline_demo
 from tests.conftest import REPO_ROOT
 from utils.config import default_config, dump_config
-from utils.detector import Detector
-from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video
+from utils.engine.detector import Detector
 
 
 @pytest.fixture

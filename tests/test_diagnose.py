@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.diagnose import ERROR_TYPES, DiagnosisTable, label_detections, main, map_gains, mean_ap
-from utils.evaluation import evaluate_merged
+from utils.scoring.evaluation import evaluate_merged
 
 CLASSES = ["A", "B"]
 GT = {"v1": [(10.0, 20.0, "A"), (40.0, 50.0, "A"), (70.0, 80.0, "B")]}
@@ -136,9 +136,9 @@ def test_script_tables_misses_and_figure(tmp_path, capsys):
 
 def test_split_root_follows_the_dataset(tmp_path, monkeypatch, capsys):
     """`--dataset Synthetic --split 75` reads data/Synthetic/splits (the demo's lists) without --split_root."""
-    from datasets import ensure_synthetic_dataset
     from datasets.splits import read_split_classes
     from scripts import evaluate
+    from utils.engine.synthetic import ensure_synthetic_dataset
 
     monkeypatch.chdir(tmp_path)
     data = ensure_synthetic_dataset("data/Synthetic", seed=2, num_classes=8, num_train_videos=4, num_test_videos=16,

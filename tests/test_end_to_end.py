@@ -20,13 +20,14 @@ import yaml
 
 import main as train_main
 import test as test_main
-from datasets import build_dataset, ensure_synthetic_dataset
+from datasets import build_dataset
 from tests.conftest import REPO_ROOT
-from utils import engine
-from utils.checkpoint import CheckpointError
 from utils.config import load_config
-from utils.evaluation import evaluate_detections
-from utils.selection import held_out_videos, split_validation
+from utils.engine.checkpoint import CheckpointError
+from utils.engine.loop import loop as engine
+from utils.engine.selection import held_out_videos, split_validation
+from utils.engine.synthetic import ensure_synthetic_dataset
+from utils.scoring.evaluation import evaluate_detections
 
 pytestmark = pytest.mark.slow
 TINY_SIZES = dict(num_classes=8, num_train_videos=16, num_test_videos=12, min_length=120, max_length=260,
@@ -216,7 +217,7 @@ def test_zero_map_first_evaluation_does_not_crash(tiny_config, tmp_path, monkeyp
 
 
 def test_cuda_request_without_cuda_falls_back_with_a_message(caplog):
-    from utils.run import resolve_device
+    from utils.device import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the fallback path is not taken")

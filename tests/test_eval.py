@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from utils.evaluation import (
+from utils.scoring.evaluation import (
     evaluate_detections,
     evaluate_merged,
     load_results_json,

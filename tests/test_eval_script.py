@@ -10,7 +10,7 @@ import pytest
 
 from scripts.evaluate import main
 from tests.test_eval import METRIC_KEYS, check_expected, load_fixture
-from utils.evaluation import evaluate_detections, results_json
+from utils.scoring.evaluation import evaluate_detections, results_json
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.clip_loading import preprocess_frames
+from models.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from scripts.extract_features import ClipFrameEncoder, cli, extract_video_features, main
-from utils.clip_loading import preprocess_frames
-from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from utils.video import INFO_KEYS, SnippetAccumulator, VideoDecodeError, VideoReader, list_videos, snippet_info
 
 FPS = 25

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.fusion import cross_window_fusion, overlap_regions, suppressed_by_nms
+from utils.scoring.fusion import cross_window_fusion, overlap_regions, suppressed_by_nms
 
 FFPS = 3.75
 WINDOWS = [(0, 127), (96, 223), (192, 250)]  # inference windows of a 251-snippet video

@@ -9,10 +9,10 @@ import torch
 
 from models.build import build_model
 from models.text_encoder import TextEmbeddingError, write_text_embeddings
+from models.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from scripts.localize import cli, main
 from utils.config import default_config, dump_config
-from utils.detector import Detections, Detector, format_score, merge_detections, model_items
-from utils.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
+from utils.engine.detector import Detections, Detector, format_score, merge_detections, model_items
 
 CLASSES = "high jump, pole vault, long jump"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.metrics import (
+from utils.scoring.metrics import (
     average_precision,
     average_recall,
     greedy_match,

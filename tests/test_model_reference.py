@@ -211,8 +211,8 @@ def _make_trajectory(path, flags: dict, seed: int) -> None:
     from datasets.collate import collate_batch
     from models.build import build_criterion, build_model
     from scripts.check_reference import config_from_flags
-    from utils.engine import train_step
-    from utils.optim import build_optimization
+    from utils.engine.loop import train_step
+    from utils.engine.optim import build_optimization
 
     gen = torch.Generator().manual_seed(seed)
     cfg = config_from_flags(flags)

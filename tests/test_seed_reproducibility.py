@@ -3,9 +3,9 @@ import torch
 
 from models.build import HEADLINE_MODEL_FLAGS, build_model
 from models.text_encoder import ClipTextEncoder
+from models.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
 from utils.config import default_config
-from utils.run import seed_everything
-from utils.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
+from utils.engine.run import seed_everything
 
 
 def _initial_state(checkpoint, cache_dir, seed=7):

@@ -9,9 +9,10 @@ import warnings
 import numpy as np
 import pytest
 
-from datasets import DataWarning, build_dataset, ensure_synthetic_dataset
+from datasets import DataWarning
 from datasets.synthetic import read_synthetic_meta
 from utils.config import default_config
+from utils.engine.synthetic import build_dataset, ensure_synthetic_dataset
 
 SMALL = dict(num_classes=8, num_train_videos=12, num_test_videos=8, min_length=100, max_length=200, feature_dim=16)
 
@@ -188,7 +189,7 @@ def test_build_dataset_generates_synthetic_on_first_use(tmp_path):
 
 def test_clip_text_side_hook(tmp_path):
     from models.text_encoder import ClipTextEncoder
-    from utils.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
+    from models.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
 
     checkpoint = write_tiny_clip_checkpoint(tmp_path / "tiny_clip.pt")
     root = ensure_synthetic_dataset(tmp_path / "Synthetic", clip_model_name=str(checkpoint), **SMALL)

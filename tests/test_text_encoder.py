@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import utils.clip_loading as clip_loading
+import models.clip_loading as clip_loading
 from models.text_encoder import (
     PROMPT_TEMPLATE,
     ClipTextEncoder,
@@ -23,8 +23,8 @@ from models.text_encoder import (
     read_text_embeddings,
     write_text_embeddings,
 )
+from models.tiny_clip import TINY_EMBED_DIM, build_tiny_clip, write_tiny_clip_checkpoint
 from utils.config import default_config
-from utils.tiny_clip import TINY_EMBED_DIM, build_tiny_clip, write_tiny_clip_checkpoint
 
 CLASSES = ["BaseballPitch", "HammerThrow", "PoleVault"]
 

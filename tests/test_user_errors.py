@@ -27,12 +27,12 @@ import yaml
 
 import main as train_main
 import test as test_main
-from datasets import ensure_synthetic_dataset
 from scripts import evaluate as evaluate_script
 from tests.conftest import REPO_ROOT
 from utils import io as io_utils
 from utils.cli import run_cli
-from utils.paths import RunLock, RunPaths
+from utils.engine.paths import RunLock, RunPaths
+from utils.engine.synthetic import ensure_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 SIZES = dict(num_classes=8, num_train_videos=12, num_test_videos=8, min_length=120, max_length=200, feature_dim=32)
@@ -505,8 +505,8 @@ def test_yaml_exponent_without_dot_is_a_number(run, tmp_path):
 
 
 def test_synthetic_dataset_is_generated_only_for_the_embedded_layout(tmp_path, monkeypatch):
-    from datasets import prepare_synthetic
     from utils.config import default_config
+    from utils.engine.synthetic import prepare_synthetic
 
     root = tmp_path / "Synthetic"
     layout = {key: str(root / rel) for key, rel in {
@@ -514,7 +514,7 @@ def test_synthetic_dataset_is_generated_only_for_the_embedded_layout(tmp_path, m
         "description_file_path": "Synthetic_description_v6.json", "feature_path": "features",
         "split_root": "splits", "text_embeddings": "text_embeddings.npz"}.items()}
     generated = []
-    monkeypatch.setattr("datasets.ensure_synthetic_dataset", lambda path: generated.append(Path(path)))
+    monkeypatch.setattr("utils.engine.synthetic.ensure_synthetic_dataset", lambda path: generated.append(Path(path)))
     prepare_synthetic(default_config(dataset_name="Synthetic", **{**layout, "feature_path": str(tmp_path / "x")}))
     assert generated == []  # one path elsewhere: not the embedded configuration
     root.mkdir()

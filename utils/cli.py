@@ -9,6 +9,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from utils.logging import close_logger, get_logger, log_file_path
+
 # What a user can cause and fix: bad values/files (ValueError, incl. ConfigError/CheckpointError-like
 # subclasses), missing or unreadable files, full disks, read-only folders (OSError).
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
@@ -43,8 +45,6 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
 
 def _traceback_to_log(error: BaseException) -> None:
     """Write the traceback into the run's log file, if the run opened one (nothing else is touched)."""
-    from utils.logging import close_logger, get_logger, log_file_path
-
     if log_file_path() is None:
         return
     logger = get_logger()

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from utils.device import default_device
 from utils.io import atomic_write_text
 
 
@@ -164,12 +165,6 @@ RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "ckpt", "ove
 
 class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the key and what was expected."""
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _type_name(flag: Flag) -> str:

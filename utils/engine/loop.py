@@ -1,7 +1,6 @@
 """One training epoch and one evaluation pass; used by main.py, test.py and the scripts."""
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -11,20 +10,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from utils.evaluation import evaluate_detections
-from utils.report import other_protocol
+from datasets.families import family_of
+from utils.device import autocast_context
+from utils.engine.report import other_protocol
+from utils.scoring.evaluation import evaluate_detections
 
 
 class NonFiniteLossError(RuntimeError):
     """The weighted loss became NaN or inf (the original aborts the run too)."""
-
-
-def autocast_context(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CPU, float16 on CUDA; a no-op when AMP is off."""
-    if not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 _TARGET_TENSORS = ("segments", "labels", "semantic_labels", "salient_mask")
@@ -174,8 +167,7 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
     if records is None:
         records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp,
                           filter_threshold=cfg.filter_threshold)
-    window_fusion = cfg.dataset_name != "ActivityNet13" and cfg.inference_slice_overlap > 0 \
-        and not cfg.inference_entire
+    window_fusion = family_of(cfg.dataset_name).fuses_windows(cfg)
     metrics, merged = evaluate_detections(
         records, scored_ground_truth(cfg, dataset), dataset.video_ids, scored_classes(cfg, dataset), cfg.dataset_name,
         eval_videos=eval_videos or cfg.eval_videos, window_fusion=window_fusion)

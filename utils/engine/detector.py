@@ -1,6 +1,6 @@
 """Python API: load a trained GAP run once, then localize free-text action classes in features or videos.
 
-    from utils.detector import Detector
+    from utils.engine.detector import Detector
 
     detector = Detector.from_run("logs/Thumos14/Train_Thumos14_config.yaml", "ckpt/Thumos14/best_Train_Thumos14.pkl")
     found = detector.localize("my_video.mp4", ["high jump", "pole vault"])   # CLIP features, then detection
@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets.families import family_of
+from models.clip_loading import clip_identity
 from models.text_encoder import build_text_encoder, check_embedding_dim, parse_class_list
-from utils.clip_loading import clip_identity
 from utils.config import get_args_parser, parse_config, validate_value
+from utils.device import resolve_device
 from utils.io import atomic_write_json
-from utils.run import resolve_device
 from utils.video import REDUCTIONS, video_id
 
 # ------------------------------------------------------------------------------------------------ results
@@ -113,7 +114,7 @@ def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tenso
     if length < 2:
         raise ValueError(f"{length} snippet(s) of {cfg.feature_stride} frames; localization needs >= 2")
     tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    if cfg.dataset_name == "ActivityNet13":  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
+    if not family_of(cfg.dataset_name).windowed:  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
         rescale = int(getattr(cfg, "rescale_length", 0) or 0)
         item = rescale_features(tensor, rescale) if rescale else tensor
         return [(item, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
@@ -130,12 +131,12 @@ def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tenso
 
 
 def predict_items(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, cfg):
-    """Per-item detections of the evaluation's inference pass (`utils.engine.predict`: `--amp`,
+    """Per-item detections of the evaluation's inference pass (`utils.engine.loop.predict`: `--amp`,
     `--filter_threshold`), shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
     from torch.utils.data import DataLoader
 
     from datasets.collate import collate_batch
-    from utils.engine import predict
+    from utils.engine.loop import predict
 
     loader = DataLoader(items, batch_size=int(cfg.batch_size), collate_fn=collate_batch)
     records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp, desc="localize",
@@ -150,7 +151,7 @@ def predict_items(model, postprocessor, items, text_embeddings: torch.Tensor, de
 def merge_detections(segments, scores, labels, owner, items, nms_threshold: float):
     """Cross-window fusion as in evaluation (SPEC §8.3), exact duplicates removed, optional per-class NMS;
     rows sorted by score (descending)."""
-    from utils.fusion import cross_window_fusion, suppressed_by_nms
+    from utils.scoring.fusion import cross_window_fusion, suppressed_by_nms
 
     windows = [meta["window"] for _, meta in items]
     if len(items) > 1 and all(w is not None for w in windows):
@@ -184,7 +185,7 @@ class Detector:
     def __init__(self, cfg, reduce: str = "mean", nms_threshold: float = 0.5, raw_prompts: bool = False,
                  feature_dir: str | Path | None = None, extract_batch_size: int = 64):
         from models.build import build_model, build_postprocessor
-        from utils.checkpoint import load_model_weights
+        from utils.engine.checkpoint import load_model_weights
 
         if not getattr(cfg, "ckpt", None):
             raise ValueError("--ckpt is required: the trained detector's weights (e.g. ckpt/Thumos14/best_<model>.pkl)")
@@ -233,7 +234,7 @@ class Detector:
     def features(self, video_path: str | Path) -> tuple[np.ndarray, dict]:
         """CLIP features [snippets, D] of a video and its feature-info entry; reused from `feature_dir` when
         they were extracted there with the same video, CLIP model, snippet length and reduction."""
-        from utils.frame_features import ClipFrameEncoder, extract_video_features, save_features
+        from models.frame_encoder import ClipFrameEncoder, extract_video_features, save_features
 
         video_path = Path(video_path)
         if not video_path.is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from utils.run import resolve_device
+from utils.device import resolve_device
 
 with warnings.catch_warnings():
     # openai-clip imports pkg_resources, which warns about its own deprecation on import.

@@ -1,5 +1,5 @@
 """CLIP image features per snippet of one video: the extraction step shared by scripts/extract_features.py
-and the Python API (utils/detector.py, which scripts/localize.py runs)."""
+and the Python API (utils/engine/detector.py, which scripts/localize.py runs)."""
 from __future__ import annotations
 
 import io
@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.clip_loading import clip_input_resolution, load_clip, preprocess_frames
+from models.clip_loading import clip_input_resolution, load_clip, preprocess_frames
+from utils.device import resolve_device
 from utils.io import atomic_write_bytes
-from utils.run import resolve_device
 from utils.video import (
     SnippetAccumulator,
     VideoDecodeError,

@@ -32,34 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from utils.fusion import cross_window_fusion
-from utils.metrics import AR_AT, average_precision, average_recall
+from datasets.families import DatasetFamily, family_of
+from utils.scoring.fusion import cross_window_fusion
+from utils.scoring.metrics import AR_AT, average_precision, average_recall
 
 EVAL_VIDEOS = ("gt", "all")
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Thresholds of a dataset family (SPEC §8, §8.5)."""
-
-    tiou_thresholds: tuple[float, ...]
-    ar_tiou_thresholds: tuple[float, ...]
-    window_fusion: bool
-
-
-# mAP thresholds are literal lists in the original; the AR ones come from np.linspace (so Thumos has
-# 0.8500000000000001 and ActivityNet 0.8999999999999999, and Thumos includes tIoU 1.0: quirk 25, KEEP).
-_THUMOS = EvalSettings((0.3, 0.4, 0.5, 0.6, 0.7), tuple(np.linspace(0.5, 1.0, 11).tolist()), True)
-_ANET = EvalSettings((0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
-                     tuple(np.linspace(0.5, 0.95, 10).tolist()), False)
-SETTINGS = {"Thumos14": _THUMOS, "Synthetic": _THUMOS, "ActivityNet13": _ANET}
-
-
-def eval_settings(dataset_name: str) -> EvalSettings:
-    try:
-        return SETTINGS[dataset_name]
-    except KeyError:
-        raise ValueError(f"dataset_name must be one of {sorted(SETTINGS)}, got {dataset_name!r}") from None
 
 
 # ----------------------------------------------------------------------------------------- flat tables
@@ -242,7 +219,7 @@ def _table_from_merged(merged: Mapping[str, Mapping[str, Any]], index: dict[str,
 def _prepare(ground_truth: Mapping[str, Any], video_ids: Iterable[str], classes: list[str], dataset_name: str,
              eval_videos: str):
     """Checked arguments of both entry points: (settings, sorted video ids, their index, GT arrays)."""
-    settings = eval_settings(dataset_name)
+    settings = family_of(dataset_name)
     if eval_videos not in EVAL_VIDEOS:
         raise ValueError(f"eval_videos must be one of {EVAL_VIDEOS}, got {eval_videos!r}")
     videos, index = _video_index(video_ids)
@@ -250,7 +227,7 @@ def _prepare(ground_truth: Mapping[str, Any], video_ids: Iterable[str], classes:
 
 
 def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], classes: list[str],
-           settings: EvalSettings, dataset_name: str, eval_videos: str) -> dict:
+           settings: DatasetFamily, dataset_name: str, eval_videos: str) -> dict:
     if len(gt_video) == 0:
         raise ValueError("no ground-truth instance of the evaluated classes: AP and AR are undefined")
     has_gt = np.zeros(len(videos), dtype=bool)
@@ -313,7 +290,7 @@ def evaluate_detections(item_detections: list[Mapping[str, Any]], ground_truth: 
     """
     settings, videos, index, gt = _prepare(ground_truth, video_ids, classes, dataset_name, eval_videos)
     windows = any(rec.get("window") is not None for rec in item_detections)
-    fuse = window_fusion and settings.window_fusion and windows
+    fuse = window_fusion and settings.windowed and windows
     table, items = _collect_items(item_detections, index, len(classes), need_windows=fuse)
     if fuse and len(table.video):
         rows = cross_window_fusion(table.video, table.item, table.segments, table.scores, table.labels,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.metrics import pairs_with_equal_keys
+from utils.scoring.metrics import pairs_with_equal_keys
 
 NMS_THRESHOLD = 0.4
 

@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from datasets.families import family_of
+from utils.io import TEMP_SUFFIX, temp_pattern
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -67,8 +70,7 @@ class RunPaths:
 
     def detections(self, epoch: int) -> Path:
         """`--save_result` detections of an epoch (-1: test.py), named as the original names them."""
-        subset = "val" if self.dataset == "ActivityNet13" else "test"
-        return self.results_dir / f"detection_{subset}_{epoch}_raw.json"
+        return self.results_dir / family_of(self.dataset).detection_file(epoch)
 
     @property
     def csv(self) -> Path:
@@ -91,8 +93,6 @@ class RunPaths:
     def stale_temp_files(self) -> list[Path]:
         """Temporary files a killed atomic write (utils.io) of this run left behind: those named after its
         files in the shared folders, and any in its own results folder."""
-        from utils.io import TEMP_SUFFIX, temp_pattern
-
         found = [stale for target in (self.state, self.best, self.last, self.config, self.csv)
                  if target.parent.is_dir() for stale in target.parent.glob(temp_pattern(target))]
         if self.results_dir.is_dir():

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from datasets import build_dataset
+
 SELECTION_LABELS = {
     "test": "selected on the TEST set (unseen classes), as the original: optimistic",
     "val": "selected on held-out seen-class training videos (no test information)",
@@ -60,8 +62,6 @@ def split_validation(cfg, train_set):
     The validation set uses the seen classes and inference-style windows (every window, inference overlap),
     so it is scored exactly like the test set.
     """
-    from datasets import build_dataset
-
     video_classes = {}
     for item in train_set.items:
         video = train_set.videos[item.video]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.clip_loading import clip  # noqa: F401 - imports openai-clip with its deprecation warning silenced
+from models.clip_loading import clip  # noqa: F401 - imports openai-clip with its deprecation warning silenced
 
 TINY_EMBED_DIM = 32
 TINY_RESOLUTION = 32

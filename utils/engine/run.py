@@ -1,7 +1,6 @@
-"""What main.py and test.py share: output paths, seeding, device, data loaders and text embeddings."""
+"""What main.py and test.py share: seeding, data loaders and text embeddings (devices: utils/device.py)."""
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -10,8 +9,6 @@ from torch.utils.data import DataLoader
 
 from datasets.collate import collate_batch
 from models.text_encoder import check_embedding_dim
-from utils.config import default_device
-from utils.logging import get_logger
 
 
 def seed_everything(seed: int) -> None:
@@ -20,22 +17,8 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-
-
-def resolve_device(name: str | torch.device | None = None) -> torch.device:
-    """The requested device (None: CUDA when available, else CPU); CUDA requested on a machine without it
-    falls back to CPU with a clear message. The one device resolution of the project (CLIP loading uses it too)."""
-    try:
-        device = torch.device(default_device() if name is None else name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {name}: not a torch device; expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        get_logger().warning(f"--device {name} requested but CUDA is not available here: running on cpu")
-        return torch.device("cpu")
-    return device
 
 
 def make_loader(dataset, cfg, train: bool, generator: torch.Generator | None = None) -> DataLoader:
