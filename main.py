@@ -33,7 +33,7 @@ from utils.engine.checkpoint import (
     save_state_dict,
     save_training_state,
 )
-from utils.engine.loop import evaluate, evaluate_both_protocols, scored_classes, train_one_epoch
+from utils.engine.loop import Evaluator, train_one_epoch
 from utils.engine.optim import build_optimization
 from utils.engine.paths import RunLock, move_outputs_aside, run_paths
 from utils.engine.report import (
@@ -55,7 +55,6 @@ from utils.engine.selection import SELECTION_LABELS, split_validation
 from utils.engine.synthetic import build_dataset
 from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
-from utils.scoring.evaluation import results_json
 
 logger = get_logger()
 
@@ -80,33 +79,22 @@ def main(argv=None) -> dict:
     seed_everything(cfg.seed)
 
     # data (every file is validated here, before anything is written; the embedded demo writes itself first)
-    train_set = build_dataset(cfg, "train")
-    test_set = build_dataset(cfg, "inference")
-    val_set = None
-    if cfg.select_on == "val":
-        train_set, val_set = split_validation(cfg, train_set)
+    sets = build_sets(cfg)
     shuffle_generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = make_loader(train_set, cfg, train=True, generator=shuffle_generator)
-    if len(train_loader) == 0:
-        raise ConfigError(f"--batch_size {cfg.batch_size}: the training set has {len(train_set)} items and the last "
-                          f"partial batch is dropped (as the original), so an epoch would train 0 iterations; use "
-                          f"--batch_size {len(train_set)} or less")
-    test_loader = make_loader(test_set, cfg, train=False)
-    # seen-class evaluation loaders: the training set unshuffled (--train_interval), held-out videos (--select_on val)
-    train_eval_loader = make_loader(train_set, cfg, train=False) if cfg.train_interval != -1 else None
-    val_loader = make_loader(val_set, cfg, train=False) if val_set is not None else None
+    train_set, train_loader = sets["train"], training_loader(cfg, sets["train"], shuffle_generator)
+    eval_loaders = {name: make_loader(sets[SET_OF[name]], cfg, train=False) for name in evaluated_sets(cfg)}
 
     # text embeddings (computed once, cached) and model
     text_encoder = build_text_encoder(cfg)
-    test_text = text_embeddings_for(test_set, text_encoder)
-    val_text = text_embeddings_for(val_set, text_encoder) if val_loader is not None else None
-    train_text = text_embeddings_for(train_set, text_encoder) \
-        if train_eval_loader is not None or trains_classes(cfg) else None  # loss_ce needs the text
+    texts = {name: text_embeddings_for(sets[name], text_encoder) for name in text_sets(cfg)}
+    train_text = texts.get("train")
     model = build_model(cfg)
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
     criterion = build_criterion(cfg).to(device)
     postprocessor = build_postprocessor(cfg)
+    evaluators = {name: Evaluator(sets[SET_OF[name]], loader, texts[SET_OF[name]], model, postprocessor, device, cfg)
+                  for name, loader in eval_loaders.items()}
     optimizer, scheduler = build_optimization(model, cfg)
     start_epoch, best, best_weights, history = 0, None, None, []
     if state is not None:
@@ -126,8 +114,8 @@ def main(argv=None) -> dict:
         dump_config(cfg, paths.config)
         logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
                     f"{train_set.classes}")
-        logger.info(f"inference: {len(test_set)} items, {len(test_set.ground_truth)} videos with ground truth, "
-                    f"classes {test_set.classes}")
+        logger.info(f"inference: {len(sets['test'])} items, {len(sets['test'].ground_truth)} videos with ground "
+                    f"truth, classes {sets['test'].classes}")
         logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
                     f"{' with AMP' if cfg.amp else ''}")
         if state is not None:
@@ -167,23 +155,7 @@ def main(argv=None) -> dict:
             logger.info(f"epoch {epoch} train losses: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             save_state_dict(model, paths.last)
 
-            entry = {"epoch": epoch, "losses": losses}
-            if train_eval_loader is not None and epoch % cfg.train_interval == 0:
-                # the original's --train_interval: the training set (seen classes, its own windows), unshuffled
-                train_metrics, _, _ = evaluate(model, postprocessor, train_eval_loader, train_set,
-                                               train_text, device, cfg)
-                entry["train_eval"] = train_metrics
-                log_scalars(writer, "train_eval", train_metrics, epoch)
-                logger.info(metrics_table(train_metrics, f"epoch {epoch} training set (seen classes)"))
-            if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
-                entry.update(evaluate_epoch(cfg, epoch, model, postprocessor, test_loader, test_set, test_text,
-                                            device, paths, writer, logger))
-            if val_loader is not None:
-                val_metrics, _, _ = evaluate(model, postprocessor, val_loader, val_set, val_text, device,
-                                             cfg)
-                entry["val"] = val_metrics
-                log_scalars(writer, "val", val_metrics, epoch)
-                logger.info(metrics_table(val_metrics, f"epoch {epoch} validation (held-out seen-class videos)"))
+            entry = {"epoch": epoch, "losses": losses, **evaluate_sets(cfg, epoch, evaluators, paths, writer)}
             score = selection_score(cfg.select_on, entry)
             improved = score is not None and (best is None or score > best["score"])
             if improved:
@@ -205,7 +177,7 @@ def main(argv=None) -> dict:
             # val/last selection chose an epoch without a test evaluation (test_interval > 1 or -1): evaluate it now
             logger.info(f"evaluating the selected epoch {best['epoch']} ({paths.best}) on the test set")
             model.load_state_dict(best_weights)
-            best = {**best, **evaluate_selected(cfg, model, postprocessor, test_loader, test_set, test_text, device)[0]}
+            best = {**best, **evaluate_selected(evaluators["test"])[0]}
             save_state(epoch)
             publish_best(paths, cfg, best, best_weights)
         writer.close()
@@ -276,9 +248,59 @@ def publish_best(paths, cfg, best: dict, weights: dict) -> None:
                            **{other_key: best["test_other"]})
 
 
-def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, device, paths, writer, logger):
+def build_sets(cfg) -> dict:
+    """The run's datasets: "train" (seen classes, training windows), "test" (unseen classes) and, with
+    --select_on val, "val" (held-out training videos, inference windows; taken out of "train")."""
+    sets = {"train": build_dataset(cfg, "train"), "test": build_dataset(cfg, "inference")}
+    if cfg.select_on == "val":
+        sets["train"], sets["val"] = split_validation(cfg, sets["train"])
+    return sets
+
+
+def training_loader(cfg, train_set, generator: torch.Generator):
+    loader = make_loader(train_set, cfg, train=True, generator=generator)
+    if len(loader) == 0:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: the training set has {len(train_set)} items and the last "
+                          f"partial batch is dropped (as the original), so an epoch would train 0 iterations; use "
+                          f"--batch_size {len(train_set)} or less")
+    return loader
+
+
+SET_OF = {"train_eval": "train", "test": "test", "val": "val"}  # evaluation -> the set it evaluates
+
+
+def evaluated_sets(cfg) -> list[str]:
+    """The sets evaluated during training, in evaluation order: the training set itself (seen classes, its
+    own windows, unshuffled; --train_interval), the test set, the held-out videos (--select_on val)."""
+    return (["train_eval"] if cfg.train_interval != -1 else []) + ["test"] + (["val"] if cfg.select_on == "val" else [])
+
+
+def text_sets(cfg) -> list[str]:
+    """The sets whose class text is needed: the evaluated ones, and the training set when loss_ce trains the
+    class logits."""
+    names = ["test"] + (["val"] if cfg.select_on == "val" else [])
+    return names + (["train"] if cfg.train_interval != -1 or trains_classes(cfg) else [])
+
+
+def evaluate_sets(cfg, epoch: int, evaluators: dict, paths, writer) -> dict:
+    """This epoch's evaluations (each set on its interval), logged; returns the history entry's metrics."""
+    entry = {}
+    if "train_eval" in evaluators and epoch % cfg.train_interval == 0:
+        entry["train_eval"] = evaluators["train_eval"].evaluate()[0]
+        log_scalars(writer, "train_eval", entry["train_eval"], epoch)
+        logger.info(metrics_table(entry["train_eval"], f"epoch {epoch} training set (seen classes)"))
+    if cfg.test_interval != -1 and epoch % cfg.test_interval == 0:
+        entry.update(evaluate_test_set(cfg, epoch, evaluators["test"], paths, writer))
+    if "val" in evaluators:
+        entry["val"] = evaluators["val"].evaluate()[0]
+        log_scalars(writer, "val", entry["val"], epoch)
+        logger.info(metrics_table(entry["val"], f"epoch {epoch} validation (held-out seen-class videos)"))
+    return entry
+
+
+def evaluate_test_set(cfg, epoch: int, evaluator, paths, writer) -> dict:
     """Evaluate on the unseen classes (both protocols) and record everything of this epoch."""
-    result, merged = evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device)
+    result, merged = evaluate_selected(evaluator)
     other = other_protocol(cfg.eval_videos)
     logger.info(metrics_table(result["test"], f"epoch {epoch} test (unseen classes, eval_videos={cfg.eval_videos})"))
     logger.info(f"epoch {epoch} test eval_videos={other}: average mAP {100 * result['test_other']['average_mAP']:.2f}")
@@ -286,13 +308,13 @@ def evaluate_epoch(cfg, epoch, model, postprocessor, loader, dataset, text, devi
     log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
     append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
-        atomic_write_json(paths.detections(epoch), results_json(merged, scored_classes(cfg, dataset)))
+        atomic_write_json(paths.detections(epoch), evaluator.results_json(merged))
     return result
 
 
-def evaluate_selected(cfg, model, postprocessor, loader, dataset, text, device) -> tuple[dict, dict]:
+def evaluate_selected(evaluator) -> tuple[dict, dict]:
     """Test-set metrics under `--eval_videos` and under the other protocol, from the same detections."""
-    metrics, other, merged = evaluate_both_protocols(model, postprocessor, loader, dataset, text, device, cfg)
+    metrics, other, merged = evaluator.evaluate_both_protocols()
     return {"test": metrics, "test_other": other}, merged
 
 

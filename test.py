@@ -15,14 +15,13 @@ from utils.cli import run_cli
 from utils.config import check_ranges, config_notes, get_args_parser, parse_config
 from utils.device import resolve_device
 from utils.engine.checkpoint import load_model_weights
-from utils.engine.loop import evaluate_both_protocols, scored_classes
+from utils.engine.loop import Evaluator
 from utils.engine.paths import run_paths
 from utils.engine.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
 from utils.engine.run import make_loader, seed_everything, text_embeddings_for
 from utils.engine.synthetic import build_dataset  # the embedded demo writes itself on first use
 from utils.io import atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, setup_logger
-from utils.scoring.evaluation import results_json
 
 
 def main(argv=None) -> dict:
@@ -52,8 +51,8 @@ def main(argv=None) -> dict:
                 f"truth), classes {dataset.classes}")
 
     postprocessor = build_postprocessor(cfg)
-    metrics, other_metrics, merged = evaluate_both_protocols(model, postprocessor, loader, dataset, text, device,
-                                                             cfg)
+    evaluator = Evaluator(dataset, loader, text, model, postprocessor, device, cfg)
+    metrics, other_metrics, merged = evaluator.evaluate_both_protocols()
     other = other_protocol(cfg.eval_videos)
 
     logger.info("\n" + metrics_table(metrics, f"{ckpt} (eval_videos={cfg.eval_videos})", ar_keys=AR_KEYS))
@@ -63,7 +62,7 @@ def main(argv=None) -> dict:
                              **{f"eval_videos_{other}": other_metrics})
     logger.info(f"metrics written to {out}")
     if cfg.save_result:
-        result_path = atomic_write_json(paths.detections(-1), results_json(merged, scored_classes(cfg, dataset)))
+        result_path = atomic_write_json(paths.detections(-1), evaluator.results_json(merged))
         logger.info(f"detections written to {result_path}")
     close_logger()
     return metrics

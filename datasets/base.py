@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from . import targets as T
+from . import windows as T
 from .annotations import (
     VideoRecord,
     check_classes_known,

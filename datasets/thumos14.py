@@ -1,7 +1,7 @@
 """THUMOS14 (and the embedded synthetic dataset): sliding windows over snippet features (SPEC §3)."""
 from __future__ import annotations
 
-from . import targets as T
+from . import windows as T
 from .base import BaseDataset, Item
 
 

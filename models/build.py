@@ -32,25 +32,9 @@ from models.heads import SalientHead, build_box_head, prior_linear
 from models.matcher import HungarianMatcher
 from models.position_encoding import build_position_encoding
 from models.postprocess import PostProcess
+from models.proposal_scorer import ProposalScorer
 from models.rectifier import RectifyingLayer, StaticDynamicRectifier
-from models.roi_align import ProposalScorer
 from models.transformer import Transformer
-
-# The model-, loss- and post-processing-shaping flags of the two headline commands (SPEC §1; README of the
-# original). Everything else is at its default.
-HEADLINE_MODEL_FLAGS = {
-    "thumos14": dict(num_queries=40, enc_layers=2, dec_layers=5, actionness_loss_coef=3.0, norm_embed=True,
-                     exp_logit_scale=True, proposals_weight_type="after_softmax", enable_classAgnostic=True,
-                     enable_refine=True, refine_drop_saResidual=True, salient_loss=True,
-                     salient_loss_coef=3.0,
-                     postprocess_type="class_agnostic", postprocess_topk=100),
-    "anet": dict(num_queries=30, enc_layers=2, dec_layers=2, enable_backbone=True, actionness_loss_coef=3.0,
-                 norm_embed=True, exp_logit_scale=True, proposals_weight_type="after_softmax",
-                 enable_classAgnostic=True, enable_refine=True, refine_drop_saResidual=True,
-                 salient_loss=True,
-                 postprocess_type="class_agnostic", postprocess_topk=100),
-}
-
 
 # The matcher's class cost: actionness in every supported configuration (SPEC §6.2, §11: without
 # --enable_classAgnostic, matching still runs on the actionness head).
@@ -144,7 +128,7 @@ def build_weight_dict(cfg: Namespace) -> dict[str, float]:
 
 
 def build_criterion(cfg: Namespace) -> SetCriterion:
-    check_supported(cfg)
+    """The losses of `build_model(cfg)` (which checked the flags: call it first)."""
     matcher = HungarianMatcher(cfg.set_cost_class, cfg.set_cost_bbox, cfg.set_cost_giou,
                                class_source=MATCHER_CLASS_SOURCE)
     return SetCriterion(matcher, build_weight_dict(cfg), cfg.focal_alpha, cfg.gamma, cfg.salient_loss,

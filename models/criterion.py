@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss as torchvision_focal_loss
 
+from models.batch_targets import concatenated_targets
 from models.matcher import HungarianMatcher
 from models.precision import at_least_float32
-from models.targets import concatenated_targets
 from utils.segment_ops import cw_to_t1t2, segment_iou
 
 
@@ -41,9 +41,7 @@ class SetCriterion(nn.Module):
 
     def __init__(self, matcher: HungarianMatcher, weight_dict: dict[str, float], focal_alpha: float = 0.25,
                  gamma: float = 2.0, salient_loss: bool = False, salient_impl: str = "BCE"):
-        super().__init__()
-        if salient_impl not in self.SALIENT_IMPLS:
-            raise ValueError(f"salient_loss_impl: expected one of {self.SALIENT_IMPLS}, got {salient_impl!r}")
+        super().__init__()  # flag values are checked once, by models/build.py's check_supported
         self.matcher = matcher
         self.weight_dict = dict(weight_dict)
         self.focal_alpha = focal_alpha

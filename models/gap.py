@@ -13,10 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from models.backbone import Backbone
+from models.batch_targets import salient_ground_truth
 from models.heads import SalientHead, inverse_sigmoid, predict_boxes
+from models.proposal_scorer import ProposalScorer
 from models.rectifier import RoISource, StaticDynamicRectifier
-from models.roi_align import ProposalScorer, roi_align_1d, roi_align_weights
-from models.targets import salient_ground_truth
+from models.roi_align import roi_align_1d, roi_align_weights
 from models.text_encoder import DEFAULT_LOGIT_SCALE
 from models.transformer import Transformer
 

@@ -5,8 +5,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from models.batch_targets import concatenated_targets
 from models.precision import at_least_float32
-from models.targets import concatenated_targets
 from utils.segment_ops import cw_to_t1t2, pairwise_segment_iou
 
 # The original hard-codes the focal parameters of the class cost (independent of --focal_alpha/--gamma).

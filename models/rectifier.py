@@ -50,9 +50,7 @@ class RectifyingLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, cat_type: str = "sum", drop_sa: bool = False,
                  drop_sa_residual: bool = True, fusion: str = "ca"):
-        super().__init__()
-        if fusion not in self.FUSIONS:
-            raise ValueError(f"refine_fusion_type: expected one of {self.FUSIONS}, got {fusion!r}")
+        super().__init__()  # flag values are checked once, by models/build.py's check_supported
         self.fusion = fusion
         self.nhead = nhead
         self.cat_type = cat_type

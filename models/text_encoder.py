@@ -29,8 +29,9 @@ import torch
 from models.clip_loading import clip_dtype_tag, clip_identity
 from utils.device import resolve_device
 from utils.io import atomic_write_bytes, atomic_write_json
+from utils.logging import LOGGER_NAME
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(LOGGER_NAME).getChild("text_encoder")  # under the run log: console and file
 
 PROMPT_TEMPLATE = "a video of a person doing {}"
 TARGET_TYPES = ("prompt", "description", "name")

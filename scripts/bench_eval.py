@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets.targets import sliding_windows  # noqa: E402
+from datasets.windows import sliding_windows  # noqa: E402
 from utils.scoring.evaluation import evaluate_detections  # noqa: E402
 
 CLASSES = ["c0", "c1", "c2", "c3", "c4"]

@@ -26,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model  # noqa: E402
+from models.build import build_criterion, build_model  # noqa: E402
+from scripts.headline_flags import HEADLINE_MODEL_FLAGS  # noqa: E402
 from utils.config import default_config  # noqa: E402
 
 LENGTH = {"thumos14": 128, "anet": 300}

@@ -53,7 +53,12 @@ from datasets.families import family_of  # noqa: E402
 from scripts.evaluate import add_input_arguments, load_inputs  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
-from utils.scoring.metrics import average_precision, descending_score_order, pairs_with_equal_keys, segment_iou  # noqa: E402
+from utils.scoring.metrics import (  # noqa: E402
+    average_precision,
+    descending_score_order,
+    evaluation_tiou,  # noqa: E402
+    pairs_with_equal_keys,
+)
 
 ERROR_TYPES = ("true_positive", "double_detection", "wrong_label", "localization", "confusion", "background")
 FALSE_POSITIVES = ERROR_TYPES[1:]
@@ -117,7 +122,7 @@ def label_detections(det: DiagnosisTable, alpha: float) -> tuple[np.ndarray, np.
     rank[order] = np.arange(n)
     # same video and class, tIoU >= alpha: greedy assignment in score order
     ip, ig = pairs_with_equal_keys(det.video * num_classes + det.labels, det.gt_video * num_classes + det.gt_labels)
-    same_iou = segment_iou(det.segments[ip], det.gt_segments[ig])
+    same_iou = evaluation_tiou(det.segments[ip], det.gt_segments[ig])
     hit = same_iou >= alpha
     pref = np.lexsort((-ig[hit], -same_iou[hit], rank[ip[hit]]))
     owner = np.full(len(det.gt_labels), -1, np.int64)
@@ -131,7 +136,8 @@ def label_detections(det: DiagnosisTable, alpha: float) -> tuple[np.ndarray, np.
     # other classes in the same video
     jp, jg = pairs_with_equal_keys(det.video, det.gt_video)
     other = det.labels[jp] != det.gt_labels[jg]
-    best_other = _best_tiou(jp[other], jg[other], segment_iou(det.segments[jp[other]], det.gt_segments[jg[other]]), n)
+    other_iou = evaluation_tiou(det.segments[jp[other]], det.gt_segments[jg[other]])
+    best_other = _best_tiou(jp[other], jg[other], other_iou, n)
 
     kind = np.full(n, ERROR_TYPES.index("background"), np.int64)
     kind[best_other >= LOW_TIOU] = ERROR_TYPES.index("confusion")
@@ -194,7 +200,7 @@ def false_negatives(det: DiagnosisTable, matched: np.ndarray, alpha: float,
     """One row per instance: length, coverage, their bins, missed, and the cause of a miss."""
     n_gt = len(det.gt_labels)
     ig, ip = pairs_with_equal_keys(det.gt_video, det.video)
-    iou = segment_iou(det.segments[ip], det.gt_segments[ig])
+    iou = evaluation_tiou(det.segments[ip], det.gt_segments[ig])
     same = det.labels[ip] == det.gt_labels[ig]
     best_any = _best_tiou(ig, ip, iou, n_gt)
     other_hit = np.zeros(n_gt, bool)

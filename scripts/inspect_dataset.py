@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets import build_dataset  # noqa: E402
-from datasets.item_dump import compare_dumps, dump_mode, read_dump  # noqa: E402
+from scripts.item_dump import compare_dumps, dump_mode, read_dump  # noqa: E402
 from utils.config import ConfigError, config_to_dict, get_args_parser, parse_config  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from models.batch_targets import salient_ground_truth
 from models.build import build_criterion, build_model
 from models.criterion import sigmoid_focal_loss
-from models.targets import salient_ground_truth
 from utils.config import default_config
 
 TINY = dict(hidden_dim=16, nheads=2, dim_feedforward=32, enc_layers=1, dec_layers=2, num_queries=5,

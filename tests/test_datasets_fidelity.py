@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from datasets import ActivityNet13Dataset, DataWarning, Thumos14Dataset, load_ground_truth
-from datasets.item_dump import compare_dumps, dump_mode, read_dump
+from scripts.item_dump import compare_dumps, dump_mode, read_dump
 from utils.config import default_config
 
 pytestmark = pytest.mark.fidelity

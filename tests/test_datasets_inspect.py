@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from datasets.item_dump import compare_dumps, false_ranges
 from scripts.inspect_dataset import main
+from scripts.item_dump import compare_dumps, false_ranges
 from tests.dataset_builders import Video, write_dataset
 
 

@@ -1,10 +1,10 @@
-"""Sliding windows, integrity filter and target construction (datasets/targets.py, SPEC §3.2-§3.3)."""
+"""Sliding windows, integrity filter and target construction (datasets/windows.py, SPEC §3.2-§3.3)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from datasets import targets as T
+from datasets import windows as T
 
 FFPS = 30 / 8
 

@@ -23,8 +23,8 @@ import test as test_main
 from datasets import build_dataset
 from tests.conftest import REPO_ROOT
 from utils.config import load_config
+from utils.engine import loop as engine
 from utils.engine.checkpoint import CheckpointError
-from utils.engine.loop import loop as engine
 from utils.engine.selection import held_out_videos, split_validation
 from utils.engine.synthetic import ensure_synthetic_dataset
 from utils.scoring.evaluation import evaluate_detections

@@ -103,7 +103,7 @@ def test_import_graph_has_no_cycle():
 def test_the_parser_sees_function_level_and_relative_imports(tmp_path):
     """So that the checks above can fail: an import inside a function and a relative import are found."""
     source = tmp_path / "probe.py"
-    source.write_text("from . import targets as T\n\ndef f():\n    from utils.engine.loop import predict\n",
+    source.write_text("from . import windows as T\n\ndef f():\n    from utils.engine.loop import predict\n",
                       encoding="utf-8")
-    known = {"utils", "utils.engine", "utils.engine.loop", "datasets", "datasets.targets"}
-    assert project_imports(source, known, "datasets") == {"utils.engine.loop", "datasets.targets"}
+    known = {"utils", "utils.engine", "utils.engine.loop", "datasets", "datasets.windows"}
+    assert project_imports(source, known, "datasets") == {"utils.engine.loop", "datasets.windows"}

@@ -10,7 +10,9 @@ from utils.scoring.metrics import (
     greedy_match,
     interpolated_ap,
     pairs_with_equal_keys,
-    segment_iou,
+)
+from utils.scoring.metrics import (
+    evaluation_tiou as segment_iou,
 )
 
 

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model, build_postprocessor
+from models.build import build_criterion, build_model, build_postprocessor
 from models.heads import inverse_sigmoid
 from models.position_encoding import SinePositionEncoding, reference_sine_embedding
+from scripts.headline_flags import HEADLINE_MODEL_FLAGS
 from utils.config import default_config
 
 TINY = dict(hidden_dim=16, nheads=2, dim_feedforward=32, enc_layers=2, dec_layers=2, num_queries=6,

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model, build_postprocessor
+from models.build import build_criterion, build_model, build_postprocessor
+from scripts.headline_flags import HEADLINE_MODEL_FLAGS
 from utils.config import default_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")

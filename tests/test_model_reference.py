@@ -153,7 +153,7 @@ def _make_fixture(path, flags: dict, lengths: list[int], num_classes: int, seed:
 
 
 def _small_flags(dataset: str, seed: int, **changes) -> dict:
-    from models.build import HEADLINE_MODEL_FLAGS
+    from scripts.headline_flags import HEADLINE_MODEL_FLAGS
 
     return {**HEADLINE_MODEL_FLAGS[dataset], "hidden_dim": 32, "dim_feedforward": 48, "nheads": 4,
             "num_queries": 7, "dropout": 0.0, "postprocess_topk": 9, "seed": seed, **changes}

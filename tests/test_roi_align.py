@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from models.roi_align import ProposalScorer, roi_align_1d, roi_align_weights, roi_windows
+from models.proposal_scorer import ProposalScorer
+from models.roi_align import roi_align_1d, roi_align_weights, roi_windows
 
 
 def boxes_for_windows(windows, length):

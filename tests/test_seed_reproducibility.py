@@ -1,9 +1,10 @@
 """A seeded run's initial detector weights do not depend on whether the text-embedding cache was warm."""
 import torch
 
-from models.build import HEADLINE_MODEL_FLAGS, build_model
+from models.build import build_model
 from models.text_encoder import ClipTextEncoder
 from models.tiny_clip import TINY_EMBED_DIM, write_tiny_clip_checkpoint
+from scripts.headline_flags import HEADLINE_MODEL_FLAGS
 from utils.config import default_config
 from utils.engine.run import seed_everything
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.build import HEADLINE_MODEL_FLAGS, build_model
+from models.build import build_model
 from models.text_encoder import TextEmbeddingError, ViFiTextEncoder, build_text_encoder
+from scripts.headline_flags import HEADLINE_MODEL_FLAGS
 from utils.config import default_config, parse_config
 
 

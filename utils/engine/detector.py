@@ -108,7 +108,7 @@ def format_score(score: float) -> str:
 def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tensor, dict]]:
     """Inputs as the inference datasets build them: THUMOS14-style windows or one rescaled ActivityNet item."""
     from datasets.activitynet import rescale_features
-    from datasets.targets import sliding_windows
+    from datasets.windows import sliding_windows
 
     length = int(info["snippet_length"])
     if length < 2:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from datasets.families import family_of
 from utils.device import autocast_context
 from utils.engine.report import other_protocol
-from utils.scoring.evaluation import evaluate_detections
+from utils.scoring.evaluation import evaluate_detections, results_json
 
 
 class NonFiniteLossError(RuntimeError):
@@ -174,13 +175,40 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
     return metrics, merged, records
 
 
+@dataclass
+class Evaluator:
+    """One evaluated set (the test set, the validation videos, the training set) with what its evaluation
+    needs: predict with the model as it is now, then score (`--eval_videos`, `--eval_proposal`)."""
+
+    dataset: Any
+    loader: DataLoader
+    text_embeddings: torch.Tensor
+    model: Any
+    postprocessor: Any
+    device: torch.device
+    cfg: Any
+
+    def evaluate(self, eval_videos: str | None = None, records: list[dict] | None = None
+                 ) -> tuple[dict, dict, list[dict]]:
+        """(metrics, merged detections, records) under `eval_videos` (default `--eval_videos`); see `evaluate`."""
+        return evaluate(self.model, self.postprocessor, self.loader, self.dataset, self.text_embeddings,
+                        self.device, self.cfg, eval_videos=eval_videos, records=records)
+
+    def evaluate_both_protocols(self) -> tuple[dict, dict, dict]:
+        """One prediction pass scored under `--eval_videos` and under the other protocol.
+
+        Returns (metrics, metrics of the other protocol, merged detections).
+        """
+        metrics, merged, records = self.evaluate()
+        other, _, _ = self.evaluate(eval_videos=other_protocol(self.cfg.eval_videos), records=records)
+        return metrics, other, merged
+
+    def results_json(self, merged: dict) -> dict:
+        """The results file of merged detections (labels named as scored: classes or "foreground")."""
+        return results_json(merged, scored_classes(self.cfg, self.dataset))
+
+
 def evaluate_both_protocols(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
                             device: torch.device, cfg) -> tuple[dict, dict, dict]:
-    """One prediction pass scored under `--eval_videos` and under the other protocol.
-
-    Returns (metrics, metrics of the other protocol, merged detections).
-    """
-    metrics, merged, records = evaluate(model, postprocessor, loader, dataset, text_embeddings, device, cfg)
-    other, _, _ = evaluate(model, postprocessor, loader, dataset, text_embeddings, device, cfg,
-                           eval_videos=other_protocol(cfg.eval_videos), records=records)
-    return metrics, other, merged
+    """`Evaluator.evaluate_both_protocols` of these arguments."""
+    return Evaluator(dataset, loader, text_embeddings, model, postprocessor, device, cfg).evaluate_both_protocols()

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from utils.io import atomic_write_json, atomic_write_text
+from utils.scoring.metrics import AR_AT
 
-AR_KEYS = ("AR@1", "AR@5", "AR@10", "AR@25", "AR@40", "AR@50", "AR@100")
+AR_KEYS = tuple(f"AR@{k}" for k in AR_AT)
 SUMMARY_AR_KEYS = ("AR@10", "AR@25", "AR@40")
 
 

@@ -31,8 +31,9 @@ def pairs_with_equal_keys(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndar
     return ia, order_b[pos]
 
 
-def segment_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def evaluation_tiou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Element-wise tIoU of aligned rows, as ActivityNet's `segment_iou` (no +1, intersection clipped at 0).
+    (utils.segment_ops.segment_iou, the training-side IoU, leaves a zero union undefined instead.)
 
     union = len(gt) + len(pred) - intersection, in that order. A zero union (two equal points) gives 0.
     """
@@ -138,7 +139,7 @@ def average_precision(pred_video, pred_segments, pred_scores, pred_labels,
     key_p = p_video * num_classes + p_label
     key_g = gt_video * num_classes + gt_labels
     ip, ig = pairs_with_equal_keys(key_p, key_g)
-    iou = segment_iou(p_seg[ip], gt_segments[ig])
+    iou = evaluation_tiou(p_seg[ip], gt_segments[ig])
     keep = iou >= tious.min() if n_t else np.zeros(len(iou), bool)
     ip, ig, iou = ip[keep], ig[keep], iou[keep]
     # Preference of each prediction: tIoU descending, then later GT first.
@@ -220,7 +221,7 @@ def average_recall(prop_video, prop_segments, prop_scores, gt_video, gt_segments
     order, rank = order[kept], rank[kept]
 
     ig, ip = pairs_with_equal_keys(gt_v, prop_v[order])  # sorted by GT, then by proposal rank
-    iou = segment_iou(prop_segments[order][ip], gt_segments[ig])
+    iou = evaluation_tiou(prop_segments[order][ip], gt_segments[ig])
     prank = rank[ip]
     n_gt = len(gt_v)
     first_hit = np.full((len(tious), n_gt), np.iinfo(np.int64).max)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .annotations import read_json
-from .base import BaseDataset
+from datasets.annotations import read_json
+from datasets.base import BaseDataset
 
 
 def false_ranges(row: np.ndarray) -> list[list[int]]:
