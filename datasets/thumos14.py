@@ -28,9 +28,8 @@ class Thumos14Dataset(BaseDataset):
                 if video.num_instances:
                     items.append(Item.whole_video(index, video, video.snippet_length))
                 continue
-            windows = T.sliding_windows(video.snippet_length, slice_size, overlap, full_tail=training)
-            ffps = self.feature_fps(video)
-            win_start_s, win_end_s = windows[:, 0] / ffps, windows[:, 1] / ffps
+            windows, win_start_s, win_end_s = T.window_spans(video.snippet_length, self.feature_fps(video),
+                                                             slice_size, overlap, training)
             keep, relative = T.windows_instances(video.segments, win_start_s, win_end_s)
             for w, (start, end) in enumerate(windows.tolist()):
                 if training and not keep[w].any():

@@ -42,6 +42,15 @@ def sliding_windows(length: int, slice_size: int, overlap: float, full_tail: boo
     return np.stack([starts, ends], axis=1)
 
 
+def window_spans(length: int, ffps: float, slice_size: int, overlap: float, training: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows of a video as the datasets and the detector API cut it: inclusive snippet windows
+    ``[W, 2]`` (`sliding_windows`, the tail shifted in training) and their start and end in seconds ``[W]``
+    (`s / ffps`, `e / ffps`: the offset of an item is its start, its duration `Dw` the difference, quirk 19)."""
+    windows = sliding_windows(length, slice_size, overlap, full_tail=training)
+    return windows, windows[:, 0] / ffps, windows[:, 1] / ffps
+
+
 def windows_instances(segments: np.ndarray, win_start_s: np.ndarray, win_end_s: np.ndarray,
                       threshold: float = INTEGRITY_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """Integrity filter of every instance against every window.

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from datasets import build_dataset
 from models.build import build_model
 from models.text_encoder import TextEmbeddingError, write_text_embeddings
 from models.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
 from scripts.localize import cli, main
+from tests.dataset_builders import Video, make_cfg, write_dataset
 from utils.config import default_config, dump_config
 from utils.engine.detector import Detections, Detector, format_score, merge_detections, model_items
 
@@ -58,6 +60,29 @@ def test_model_items_follow_the_inference_datasets():
     # THUMOS14 datasets ignore rescale_length (SPEC §3.3), and so does localize.py
     thumos = model_items(features, info, _tiny_cfg(rescale_length=10))
     assert [meta["window"] for _, meta in thumos] == [(0, 7), (6, 13), (12, 14)]
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(inference_slice_overlap=0.5), dict(inference_entire=True),
+                                       dict(dataset_name="ActivityNet13", rescale_length=32)])
+def test_model_items_are_the_inference_dataset_items(tmp_path, overrides):
+    """The detector API cuts a video exactly as the inference dataset does: same features, windows, offsets,
+    durations and frame rates (one windowing function, datasets/windows.py)."""
+    subset = "val" if overrides.get("dataset_name") == "ActivityNet13" else "test"
+    folder = "ActivityNet" if subset == "val" else "THUMOS14"
+    paths = write_dataset(tmp_path, {"train_v": Video("train" if subset == "val" else "val", 60, [(1.0, 5.0, "A")]),
+                                     "long_v": Video(subset, 200, [(3.0, 9.0, "B"), (40.0, 45.0, "B")])},
+                          ["A"], ["B"], dataset_folder=folder)
+    cfg = make_cfg(paths, slice_size=64, **overrides)
+    dataset = build_dataset(cfg, "inference")
+    info = json.loads((tmp_path / "info.json").read_text())["long_v"]
+    features = np.load(tmp_path / "features" / "long_v.npy")
+    items = model_items(features, info, cfg)
+    assert len(items) == len(dataset)
+    for index, (tensor, meta) in enumerate(items):
+        expected_features, target = dataset[index]
+        assert torch.equal(tensor, expected_features)
+        for key in ("window", "time_offset", "video_duration", "feature_fps"):
+            assert meta[key] == target[key], key
 
 
 def test_merge_removes_duplicates_and_applies_class_nms():

@@ -31,13 +31,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from datasets.activitynet import rescale_features
+from datasets.annotations import load_descriptions
+from datasets.collate import collate_batch
 from datasets.families import family_of
+from datasets.windows import window_spans
+from models.build import build_model, build_postprocessor
 from models.clip_loading import clip_identity
+from models.frame_encoder import ClipFrameEncoder, extract_video_features, save_features
 from models.text_encoder import build_text_encoder, check_embedding_dim, parse_class_list
 from utils.config import get_args_parser, parse_config, validate_value
 from utils.device import resolve_device
+from utils.engine.checkpoint import load_model_weights
+from utils.engine.loop import predict
 from utils.io import atomic_write_json
+from utils.scoring.evaluation import results_json
+from utils.scoring.fusion import cross_window_fusion, suppressed_by_nms
 from utils.video import REDUCTIONS, video_id
 
 # ------------------------------------------------------------------------------------------------ results
@@ -60,14 +71,15 @@ class Detections:
         return len(self.scores)
 
     def rows(self) -> list[dict]:
-        """One dict per detection (start/end rounded to 0.1 ms, as in the JSON)."""
+        """One dict per detection (start/end rounded to 0.1 ms) for the CSV and the printed table."""
         return [{"start": round(float(s), 4), "end": round(float(e), 4), "label": self.classes[int(c)],
                  "score": float(p)} for (s, e), c, p in zip(self.segments, self.labels, self.scores)]
 
     def results_json(self) -> dict:
-        """ActivityNet results format (the layout main.py/test.py write; scripts/evaluate.py reads it)."""
-        rows = [{"segment": [r["start"], r["end"]], "label": r["label"], "score": r["score"]} for r in self.rows()]
-        return {"results": {self.video: rows}, "external_data": {}}
+        """ActivityNet results format, written by the evaluation's writer (as main.py/test.py write it;
+        scripts/evaluate.py reads it)."""
+        merged = {self.video: {"segments": self.segments, "scores": self.scores, "labels": self.labels}}
+        return results_json(merged, self.classes)
 
     def to_csv(self) -> str:
         """All detections, best first: rank, start_s, end_s, duration_s, label, score."""
@@ -107,9 +119,6 @@ def format_score(score: float) -> str:
 
 def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tensor, dict]]:
     """Inputs as the inference datasets build them: THUMOS14-style windows or one rescaled ActivityNet item."""
-    from datasets.activitynet import rescale_features
-    from datasets.windows import sliding_windows
-
     length = int(info["snippet_length"])
     if length < 2:
         raise ValueError(f"{length} snippet(s) of {cfg.feature_stride} frames; localization needs >= 2")
@@ -120,23 +129,21 @@ def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tenso
         return [(item, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
                         "time_offset": 0.0, "window": None, "feature_fps": None})]
     ffps = float(info["video_fps"]) / int(cfg.feature_stride)
-    if getattr(cfg, "inference_entire", False):
-        windows = np.array([[0, length - 1]])
-    else:
-        windows = sliding_windows(length, int(cfg.slice_size), float(cfg.inference_slice_overlap), full_tail=False)
-    # Window [s, e] spans s/ffps .. e/ffps seconds, its duration (e - s)/ffps (SPEC §3.2, quirk 19).
-    return [(tensor[start:end + 1], {"video_name": f"window {start}-{end}", "video_duration": (end - start) / ffps,
-                                     "time_offset": start / ffps, "window": (start, end), "feature_fps": ffps})
-            for start, end in windows.tolist()]
+    if getattr(cfg, "inference_entire", False):  # one whole-video item, as Thumos14Dataset cuts it
+        return [(tensor, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
+                          "time_offset": 0.0, "window": None, "feature_fps": ffps})]
+    windows, start_s, end_s = window_spans(length, ffps, int(cfg.slice_size), float(cfg.inference_slice_overlap),
+                                           training=False)
+    return [(tensor[start:end + 1], {"video_name": f"window {start}-{end}",
+                                     "video_duration": float(end_s[w] - start_s[w]), "time_offset": float(start_s[w]),
+                                     "window": (start, end), "feature_fps": ffps})
+            for w, (start, end) in enumerate(windows.tolist())]
 
 
 def predict_items(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, cfg):
     """Per-item detections of the evaluation's inference pass (`utils.engine.loop.predict`: `--amp`,
     `--filter_threshold`), shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
-    from torch.utils.data import DataLoader
 
-    from datasets.collate import collate_batch
-    from utils.engine.loop import predict
 
     loader = DataLoader(items, batch_size=int(cfg.batch_size), collate_fn=collate_batch)
     records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp, desc="localize",
@@ -151,7 +158,6 @@ def predict_items(model, postprocessor, items, text_embeddings: torch.Tensor, de
 def merge_detections(segments, scores, labels, owner, items, nms_threshold: float):
     """Cross-window fusion as in evaluation (SPEC §8.3), exact duplicates removed, optional per-class NMS;
     rows sorted by score (descending)."""
-    from utils.scoring.fusion import cross_window_fusion, suppressed_by_nms
 
     windows = [meta["window"] for _, meta in items]
     if len(items) > 1 and all(w is not None for w in windows):
@@ -184,8 +190,6 @@ class Detector:
 
     def __init__(self, cfg, reduce: str = "mean", nms_threshold: float = 0.5, raw_prompts: bool = False,
                  feature_dir: str | Path | None = None, extract_batch_size: int = 64):
-        from models.build import build_model, build_postprocessor
-        from utils.engine.checkpoint import load_model_weights
 
         if not getattr(cfg, "ckpt", None):
             raise ValueError("--ckpt is required: the trained detector's weights (e.g. ckpt/Thumos14/best_<model>.pkl)")
@@ -222,7 +226,6 @@ class Detector:
         """Class text embeddings [N, hidden_dim] (the training prompt around each name, cached on disk)."""
         cfg = self.cfg
         if cfg.target_type == "description" and not cfg.text_embeddings and self._descriptions is None:
-            from datasets.annotations import load_descriptions
 
             self._descriptions = load_descriptions(cfg.description_file_path, required=True)
         embeddings = self.text_encoder.encode(classes, self._descriptions)
@@ -234,7 +237,6 @@ class Detector:
     def features(self, video_path: str | Path) -> tuple[np.ndarray, dict]:
         """CLIP features [snippets, D] of a video and its feature-info entry; reused from `feature_dir` when
         they were extracted there with the same video, CLIP model, snippet length and reduction."""
-        from models.frame_encoder import ClipFrameEncoder, extract_video_features, save_features
 
         video_path = Path(video_path)
         if not video_path.is_file():
