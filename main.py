@@ -156,12 +156,7 @@ def main(argv=None) -> dict:
             save_state_dict(model, paths.last)
 
             entry = {"epoch": epoch, "losses": losses, **evaluate_sets(cfg, epoch, evaluators, paths, writer)}
-            score = selection_score(cfg.select_on, entry)
-            improved = score is not None and (best is None or score > best["score"])
-            if improved:
-                best = {"score": score, "epoch": epoch, "test": entry.get("test"),
-                        "test_other": entry.get("test_other")}
-                best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+            improved, best, best_weights = select(cfg, entry, best, best_weights, model)
             history.append(entry)
             # the state (with the best weights) is written first: best_<model>.pkl and best_metrics.json are
             # derived from it, so a kill anywhere in between is repaired by --resume
@@ -316,6 +311,15 @@ def evaluate_selected(evaluator) -> tuple[dict, dict]:
     """Test-set metrics under `--eval_videos` and under the other protocol, from the same detections."""
     metrics, other, merged = evaluator.evaluate_both_protocols()
     return {"test": metrics, "test_other": other}, merged
+
+
+def select(cfg, entry: dict, best: dict | None, best_weights: dict | None, model) -> tuple[bool, dict, dict]:
+    """(improved, best, best weights) after this epoch's entry (--select_on); the weights copied to CPU."""
+    score = selection_score(cfg.select_on, entry)
+    if not (score is not None and (best is None or score > best["score"])):  # a NaN score never improves
+        return False, best, best_weights
+    best = {"score": score, "epoch": entry["epoch"], "test": entry.get("test"), "test_other": entry.get("test_other")}
+    return True, best, {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def selection_score(select_on: str, entry: dict) -> float | None:

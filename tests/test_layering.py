@@ -107,3 +107,14 @@ def test_the_parser_sees_function_level_and_relative_imports(tmp_path):
                       encoding="utf-8")
     known = {"utils", "utils.engine", "utils.engine.loop", "datasets", "datasets.windows"}
     assert project_imports(source, known, "datasets") == {"utils.engine.loop", "datasets.windows"}
+
+
+def test_library_loggers_are_under_the_run_logger():
+    """'loading CLIP', cache and generation messages reach the run's console and log file (utils/logging.py)."""
+    import logging
+
+    import models.text_encoder
+    from utils.logging import LOGGER_NAME
+
+    assert models.text_encoder.logger.name.startswith(LOGGER_NAME + ".")
+    assert models.text_encoder.logger.parent is logging.getLogger(LOGGER_NAME)
