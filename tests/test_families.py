@@ -42,5 +42,6 @@ def test_no_module_but_the_registry_tests_a_dataset_name():
 def test_family_answers():
     thumos, anet = family_of("Thumos14"), family_of("ActivityNet13")
     assert thumos.windowed and not anet.windowed and thumos.split_folder == "THUMOS14"
-    assert thumos.detection_file(3) == "detection_test_3_raw.json" and anet.detection_file(-1) == "detection_val_-1_raw.json"
+    assert thumos.detection_file(3) == "detection_test_3_raw.json"
+    assert anet.detection_file(-1) == "detection_val_-1_raw.json"
     assert family_of("Synthetic").generated_on_first_use and not thumos.generated_on_first_use
