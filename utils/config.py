@@ -131,7 +131,8 @@ def _flags_new() -> list[Flag]:
              help="cache of computed text embeddings (empty string: no cache)"),
         Flag("clip_download_root", None, str, help="where CLIP model names are downloaded (default ~/.cache/clip)",
              nullable=True),
-        Flag("amp", False, bool, help="mixed precision: bfloat16 autocast on CPU, float16 on CUDA"),
+        Flag("amp", False, bool, help="mixed precision: float16 autocast on CUDA, bfloat16 on a CPU with native "
+             "bfloat16 (avx512_bf16/amx); float32 with a warning on other CPUs"),
         Flag("eval_videos", "gt", str, ("gt", "all"),
              "gt: the original (detections on videos without ground truth are dropped); all: they count"),
         Flag("resume", None, str, help="full-state checkpoint to resume training from", nullable=True),
