@@ -28,6 +28,7 @@ if __package__ in (None, ""):
 
 from models.build import HEADLINE_MODEL_FLAGS, build_criterion, build_model  # noqa: E402
 from utils.config import default_config  # noqa: E402
+from utils.cpu import cpu_description, native_cpu_bfloat16  # noqa: E402
 
 LENGTH = {"thumos14": 128, "anet": 300}
 
@@ -135,11 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.2f}, "
           f"{args.dataset} shape: batch {args.batch_size}, T {LENGTH[args.dataset]}")
+    print(f"CPU: {cpu_description()}")
     for device_name in devices:
         device = torch.device(device_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         for mode in args.modes:
             amp = mode == "amp"
+            if amp and device.type == "cpu" and not native_cpu_bfloat16():
+                print(f"{label:>10}  bfloat16: skipped, this CPU has no native bfloat16 (main.py --amp runs "
+                      f"float32 here): {cpu_description()}")
+                continue
             result = bench(args.dataset, device, amp, args.iters, args.warmup,
                            getattr(torch, args.cuda_dtype), args.batch_size)
             precision = "float32" if not amp else ("bfloat16" if device.type == "cpu" else args.cuda_dtype)
