@@ -17,10 +17,10 @@ def test_quick_run_prints_every_ratio(tmp_path, capsys):
     for line in (r"CPU: .+; features .*; torch kernels \w+",
                  rf"matmul 256x256  float32: {number} GFLOP/s",
                  rf"model-only iteration .*: {number} s/iteration, {number} GFLOP, {number} GFLOP/s",
-                 rf"main.py training epoch: {number} s for \d+ iterations, {number} s/iteration",
+                 rf"main.py training epoch: {number} s for \d+ iterations, {number} s/iteration \(first {number} s",
                  rf"main.py test pass: {number} s for \d+ batches \(forward-only {number} s\)",
                  rf"model-only GFLOP/s / matmul float32 GFLOP/s: {number}",
-                 rf"main.py training iteration / model-only iteration: {number}",
+                 rf"main.py training iteration / model-only iteration: {number} \(after the first: {number}\)",
                  rf"main.py test pass / forward-only: {number}"):
         assert re.search(line, out), f"missing line {line!r} in:\n{out}"
     assert "epoch 0 train losses" in (tmp_path / "main_py_console.txt").read_text()
