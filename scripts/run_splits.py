@@ -188,7 +188,10 @@ def slurm_time_minutes(text: str) -> int:
 
 def slurm_parameters(args) -> dict:
     """submitit SlurmExecutor parameters from the --slurm_* flags; an unknown --slurm_extra key is an error."""
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher slurm needs submitit: pip install submitit (requirements.txt)") from None
 
     params = {"job_name": "gap_split", "time": args.slurm_time, "nodes": 1, "ntasks_per_node": 1}
     for key, value in (("partition", args.slurm_partition), ("gpus_per_node", args.slurm_gpus),
@@ -211,7 +214,10 @@ def make_slurm_executor(folder: Path, params: dict):
     """The submitit executor of --launcher slurm (tests swap in submitit's LocalExecutor)."""
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=folder)
+    try:
+        executor = submitit.SlurmExecutor(folder=folder)
+    except RuntimeError as error:  # no sbatch/srun here
+        raise ConfigError(f"--launcher slurm: {error}") from None
     executor.update_parameters(**params)
     return executor
 
