@@ -1,4 +1,5 @@
-"""--amp's choice of precision (utils.engine.amp_dtype) from the CPU's features, and utils.cpu's reading."""
+"""--amp's choice of precision (utils.engine.amp_dtype) from the CPU's features, utils.cpu's reading, and the
+--num_workers default chosen for the device."""
 from __future__ import annotations
 
 import logging
@@ -61,3 +62,12 @@ def test_cpu_description_names_the_features(fake_cpu):
     line = cpu.cpu_description()
     assert line.startswith("Fake CPU;") and "avx2 avx512f amx_bf16" in line and "sse4_2" not in line
     assert line.endswith("torch kernels AVX512")
+
+
+def test_num_workers_default_follows_the_device():
+    """The other choice made for the machine: no DataLoader worker on CPU, one on CUDA; an explicit value wins."""
+    from utils.config import default_config, parse_config
+
+    assert default_config(device="cpu").num_workers == 0
+    assert default_config(device="cuda").num_workers == 1
+    assert parse_config(["--device", "cpu", "--num_workers", "2"]).num_workers == 2
