@@ -87,3 +87,47 @@ def _wait_for(path, timeout=600):
     while not path.exists():
         assert time.monotonic() < end, f"the job did not finish: no {path}"
         time.sleep(0.5)
+
+
+class _FakeJob:
+    """A recorded job: `running` until result() is called, which finishes the split via `on_result`."""
+
+    def __init__(self, job_id, done, on_result=None):
+        self.job_id, self._done, self._on_result = job_id, done, on_result
+        self.state = "FAILED" if done else "RUNNING"
+
+    def done(self):
+        return self._done
+
+    def result(self):
+        self._on_result()
+
+
+def test_collect_waits_for_running_jobs_and_resubmits_ended_ones(tmp_path, monkeypatch):
+    """jobs.json from an earlier --detach: split 0's job still runs (waited for, not resubmitted), split 1's job
+    ended without finishing it (submitted again)."""
+    from tests.test_run_splits import ARGV, _mark_finished
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--launcher", "slurm", "--split_ids", "0-1", *ARGV]
+    out = tmp_path / "results" / "Synthetic" / "m_splits"
+    out.mkdir(parents=True)
+    jobs = {"0": {"job_id": "100", "folder": str(out / "slurm")}, "1": {"job_id": "101", "folder": str(out / "slurm")}}
+    (out / "jobs.json").write_text(json.dumps(jobs))
+    split = {i: run_splits.split_paths(".", "Synthetic", "m", i) for i in (0, 1)}
+    requested = {i: run_splits.split_config(ARGV, "m", i) for i in (0, 1)}
+    attached = {"100": _FakeJob("100", False, lambda: _mark_finished(split[0], requested[0])),
+                "101": _FakeJob("101", True)}
+    monkeypatch.setattr(run_splits, "attach_slurm_job", lambda folder, job_id: attached[job_id])
+    submitted = []
+
+    class Executor:
+        def submit(self, function, cwd, split_id, *args):
+            submitted.append(split_id)
+            return _FakeJob("102", False, lambda: _mark_finished(split[split_id], requested[split_id]))
+
+    monkeypatch.setattr(run_splits, "make_slurm_executor", lambda folder, params: Executor())
+    table = run_splits.main(argv)
+    assert submitted == [1] and table["rows"].keys() == {0, 1}
+    recorded = json.loads((out / "jobs.json").read_text())
+    assert recorded["0"]["job_id"] == "100" and recorded["1"]["job_id"] == "102"
