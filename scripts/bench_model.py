@@ -29,6 +29,7 @@ if __package__ in (None, ""):
 from models.build import build_criterion, build_model  # noqa: E402
 from scripts.headline_flags import HEADLINE_MODEL_FLAGS  # noqa: E402
 from utils.config import default_config  # noqa: E402
+from utils.cpu import cpu_description, native_cpu_bfloat16  # noqa: E402
 
 LENGTH = {"thumos14": 128, "anet": 300}
 
@@ -72,26 +73,48 @@ def iteration(model, criterion, batch, device, amp, cuda_dtype):
     return total
 
 
-def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int, cuda_dtype: torch.dtype,
-          batch_size: int) -> dict:
+def build_headline(dataset: str, device: torch.device, batch_size: int, length: int | None = None, **overrides):
+    """(cfg, model in train mode, criterion, synthetic batch) of the dataset's headline configuration;
+    `overrides` change flags (e.g. a smaller hidden_dim for quick runs)."""
     torch.manual_seed(0)
-    cfg = default_config(**HEADLINE_MODEL_FLAGS[dataset])
+    cfg = default_config(**{**HEADLINE_MODEL_FLAGS[dataset], **overrides})
     model = build_model(cfg).to(device).train()
     criterion = build_criterion(cfg)
-    batch = synthetic_batch(batch_size, LENGTH[dataset], cfg.hidden_dim, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    batch = synthetic_batch(batch_size, length or LENGTH[dataset], cfg.hidden_dim, device)
+    return cfg, model, criterion, batch
+
+
+def counted_flops(call) -> float:
+    """FLOPs of one `call()` (matrix products, convolutions, attention), by torch's flop counter."""
     with FlopCounterMode(display=False) as counter:
-        iteration(model, criterion, batch, device, amp, cuda_dtype)
-    flops = counter.get_total_flops()
+        call()
+    return counter.get_total_flops()
+
+
+def time_calls(call, iters: int, warmup: int, device: torch.device) -> list[float]:
+    """Seconds of each of `iters` calls after `warmup` untimed ones (CUDA synchronised)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
-        iteration(model, criterion, batch, device, amp, cuda_dtype)
+        call()
     times = []
     for _ in range(iters):
         sync()
         start = time.perf_counter()
-        iteration(model, criterion, batch, device, amp, cuda_dtype)
+        call()
         sync()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int, cuda_dtype: torch.dtype,
+          batch_size: int) -> dict:
+    cfg, model, criterion, batch = build_headline(dataset, device, batch_size)
+
+    def call():
+        return iteration(model, criterion, batch, device, amp, cuda_dtype)
+
+    flops = counted_flops(call)
+    times = time_calls(call, iters, warmup, device)
     median = statistics.median(times)
     return {"median": median, "min": min(times), "gflop": flops / 1e9, "gflops": flops / 1e9 / median}
 
@@ -114,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.2f}, "
           f"{args.dataset} shape: batch {args.batch_size}, T {LENGTH[args.dataset]}")
+    print(f"CPU: {cpu_description()}")
     for device_name in devices:
         device = torch.device(device_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         for mode in args.modes:
             amp = mode == "amp"
+            if amp and device.type == "cpu" and not native_cpu_bfloat16():
+                print(f"{label:>10}  bfloat16: skipped, this CPU has no native bfloat16 (main.py --amp runs "
+                      f"float32 here): {cpu_description()}")
+                continue
             result = bench(args.dataset, device, amp, args.iters, args.warmup,
                            getattr(torch, args.cuda_dtype), args.batch_size)
             precision = "float32" if not amp else ("bfloat16" if device.type == "cpu" else args.cuda_dtype)

@@ -13,6 +13,13 @@ running the same command: a split whose training was interrupted continues from 
 as the runs go; each run's full output is in `results/<dataset>/<model_name>_splits/logs/`. The table
 (Markdown + CSV, one row per split, then mean and standard deviation) and a plot of per-split average mAP
 go to `results/<dataset>/<model_name>_splits/`.
+
+On a Slurm cluster, `--launcher slurm` submits each unfinished split (its train + test) as one job through
+submitit (`--slurm_partition`, `--slurm_gpus`, `--slurm_time`, `--slurm_account`, `--slurm_extra key=value
+...` for any other submitit Slurm parameter) and waits for them; with `--detach` it submits and returns.
+The job ids go to `results/<dataset>/<model_name>_splits/jobs.json`, so the same command run later waits
+for (or re-submits, when a job ended without finishing its split) the recorded jobs and writes the table.
+Jobs run from the directory of the command (the repository root), with submitit's logs in `.../slurm/`.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -159,6 +167,129 @@ def run_one_split(split_id: int, passthrough: list[str], model_name: str, paths:
     return metrics
 
 
+def slurm_time_minutes(text: str) -> int:
+    """--slurm_time: minutes ('90') or Slurm's [D-]HH:MM[:SS] ('72:00:00', '1-12:00:00') -> minutes."""
+    try:
+        days, _, clock = text.rpartition("-")
+        parts = [int(x) for x in clock.split(":")]
+        if not 1 <= len(parts) <= 3 or min(parts) < 0:
+            raise ValueError
+        if len(parts) == 1 and not days:
+            minutes = parts[0]
+        else:
+            hours, mins, secs = (parts + [0, 0])[:3]
+            minutes = (int(days or 0) * 24 + hours) * 60 + mins + (secs > 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--slurm_time {text!r}: expected minutes or [D-]HH:MM[:SS]") from None
+    if minutes < 1:
+        raise argparse.ArgumentTypeError(f"--slurm_time {text!r}: at least one minute")
+    return minutes
+
+
+def slurm_parameters(args) -> dict:
+    """submitit SlurmExecutor parameters from the --slurm_* flags; an unknown --slurm_extra key is an error."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher slurm needs submitit: pip install submitit (requirements.txt)") from None
+
+    params = {"job_name": "gap_split", "time": args.slurm_time, "nodes": 1, "ntasks_per_node": 1}
+    for key, value in (("partition", args.slurm_partition), ("gpus_per_node", args.slurm_gpus),
+                       ("account", args.slurm_account)):
+        if value is not None:
+            params[key] = value
+    valid = submitit.SlurmExecutor._valid_parameters()
+    for item in args.slurm_extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--slurm_extra {item!r}: expected key=value (e.g. qos=high mem=64G cpus_per_task=8)")
+        if key not in valid:
+            raise ConfigError(f"--slurm_extra {item!r}: {key!r} is not a submitit Slurm parameter; valid: "
+                              + ", ".join(sorted(valid)))
+        params[key] = int(value) if value.isdigit() else value
+    return params
+
+
+def make_slurm_executor(folder: Path, params: dict):
+    """The submitit executor of --launcher slurm (tests swap in submitit's LocalExecutor)."""
+    import submitit
+
+    try:
+        executor = submitit.SlurmExecutor(folder=folder)
+    except RuntimeError as error:  # no sbatch/srun here
+        raise ConfigError(f"--launcher slurm: {error}") from None
+    executor.update_parameters(**params)
+    return executor
+
+
+def attach_slurm_job(folder: Path, job_id: str):
+    """A job recorded in jobs.json by an earlier command (tests swap in submitit.LocalJob)."""
+    import submitit
+
+    return submitit.SlurmJob(folder=folder, job_id=job_id)
+
+
+def run_split_job(cwd: str, *args) -> dict:
+    """What one Slurm job runs: `run_one_split` from the submitting command's directory."""
+    import os
+
+    os.chdir(cwd)
+    return run_one_split(*args)
+
+
+def submit_splits(own_args, passthrough: list[str], cfg, paths: dict, requested: dict, out_dir: Path
+                  ) -> tuple[dict, dict]:
+    """--launcher slurm: submit (or find the recorded job of) every unfinished split, wait unless --detach.
+
+    Returns (finished metrics per split, failure message per split); a split still queued or running under
+    --detach is in neither.
+    """
+    jobs_path = out_dir / "jobs.json"
+    recorded = json.loads(jobs_path.read_text()) if jobs_path.is_file() else {}
+    folder = out_dir / "slurm"
+    executor = None
+    jobs, failures = {}, {}
+    for split_id, split in paths.items():
+        if finished_metrics(split_id, split, requested[split_id]) is not None:
+            continue
+        entry = recorded.get(str(split_id))
+        if entry is not None:
+            job = attach_slurm_job(Path(entry["folder"]), entry["job_id"])
+            if not job.done():
+                print(f"split {split_id}: job {entry['job_id']} submitted earlier is {job.state}", flush=True)
+                jobs[split_id] = job
+                continue
+            print(f"split {split_id}: job {entry['job_id']} ended ({job.state}) without finishing the split; "
+                  "submitting it again", flush=True)
+        if executor is None:
+            executor = make_slurm_executor(folder, slurm_parameters(own_args))
+        job = executor.submit(run_split_job, str(Path.cwd()), split_id, passthrough, cfg.model_name, split,
+                              out_dir / "logs", requested[split_id])
+        jobs[split_id] = job
+        recorded[str(split_id)] = {"job_id": str(job.job_id), "folder": str(folder),
+                                   "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_json(jobs_path, recorded, indent=2)  # after each submission: a crash loses no job id
+        print(f"split {split_id}: submitted job {job.job_id} (logs in {folder})", flush=True)
+    if own_args.detach and jobs:
+        print(f"--detach: {len(jobs)} job(s) queued or running ({', '.join(str(j.job_id) for j in jobs.values())}); "
+              "run the same command again to collect the table", flush=True)
+    else:
+        for split_id, job in jobs.items():
+            try:
+                job.result()
+            except Exception as error:  # noqa: BLE001 - one failed job must not lose the others' table
+                last_line = (str(error).strip().splitlines() or [""])[-1]
+                failures[split_id] = f"job {job.job_id}: {type(error).__name__}: {last_line}"
+    finished = {}
+    for split_id, split in paths.items():
+        metrics = finished_metrics(split_id, split, requested[split_id])
+        if metrics is not None:
+            finished[split_id] = metrics
+        elif split_id not in failures and not own_args.detach:
+            failures[split_id] = f"its job ended without writing {split.split_done}"
+    return finished, failures
+
+
 def aggregate(per_split: dict[int, dict]) -> dict:
     """Rows per split plus mean and (population) standard deviation, all in % as the paper reports."""
     if not per_split:
@@ -226,7 +357,18 @@ def main(argv: list[str] | None = None) -> dict:
                                   add_help=False)
     own.add_argument("--split_ids", type=parse_split_ids, default=list(range(10)),
                      help="which split ids, e.g. 0-9 or 0,3 (default 0-9)")
-    own.add_argument("--jobs", type=int, default=1, help="splits run at once (processes)")
+    own.add_argument("--jobs", type=int, default=1, help="splits run at once (processes; --launcher local)")
+    own.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                     help="local: subprocesses on this machine; slurm: one submitit job per split")
+    own.add_argument("--slurm_partition", default=None, help="Slurm partition")
+    own.add_argument("--slurm_gpus", type=int, default=1, help="GPUs per job (default 1)")
+    own.add_argument("--slurm_time", type=slurm_time_minutes, default=24 * 60,
+                     help="time limit per job: minutes or [D-]HH:MM[:SS] (default 24:00:00)")
+    own.add_argument("--slurm_account", default=None, help="Slurm account")
+    own.add_argument("--slurm_extra", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="other submitit Slurm parameters, e.g. qos=high mem=64G cpus_per_task=8 constraint=a100")
+    own.add_argument("--detach", action="store_true",
+                     help="--launcher slurm: submit and return; the same command later collects the table")
     own_args, passthrough = own.parse_known_args(argv)
     if "-h" in passthrough or "--help" in passthrough:
         own.print_help()
@@ -242,6 +384,19 @@ def main(argv: list[str] | None = None) -> dict:
     requested = {i: split_config(passthrough, cfg.model_name, i) for i in own_args.split_ids}
     for i in own_args.split_ids:  # a split finished with other flags stops the command before anything runs
         finished_metrics(i, paths[i], requested[i])
+    if own_args.launcher == "slurm":
+        slurm_parameters(own_args)  # an unknown --slurm_extra key stops before anything is submitted
+        finished, failures = submit_splits(own_args, passthrough, cfg, paths, requested, out_dir)
+        if len(finished) + len(failures) < len(paths):
+            return {"pending": sorted(set(paths) - set(finished) - set(failures))}
+    else:
+        finished, failures = run_local(own_args, passthrough, cfg, paths, requested, out_dir)
+    return write_table(cfg, out_dir, finished, failures)
+
+
+def run_local(own_args, passthrough: list[str], cfg, paths: dict, requested: dict, out_dir: Path
+              ) -> tuple[dict, dict]:
+    """--launcher local: `--jobs` splits at once as subprocesses; (finished metrics, failure messages)."""
     with ThreadPoolExecutor(max_workers=own_args.jobs) as pool:
         futures = {i: pool.submit(run_one_split, i, passthrough, cfg.model_name, split, out_dir / "logs",
                                   requested[i])
@@ -252,6 +407,11 @@ def main(argv: list[str] | None = None) -> dict:
                 finished[split_id] = future.result()
             except Exception as error:  # noqa: BLE001 - one failed split must not lose the others' table
                 failures[split_id] = f"{type(error).__name__}: {error}"
+    return finished, failures
+
+
+def write_table(cfg, out_dir: Path, finished: dict, failures: dict) -> dict:
+    """The table (Markdown, CSV, plot) of the finished splits; exits non-zero naming any failed split."""
     if not finished:
         raise SystemExit("no split finished: " + "; ".join(failures.values()))
     title = (f"{cfg.dataset_name} {cfg.split}:{100 - cfg.split}, model {cfg.model_name}, "
