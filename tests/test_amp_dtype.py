@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from utils import cpu, device as engine
+from utils import cpu
+from utils import device as engine
 
 
 @pytest.fixture

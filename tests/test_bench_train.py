@@ -24,4 +24,4 @@ def test_quick_run_prints_every_ratio(tmp_path, capsys):
                  rf"main.py test pass / forward-only: {number}"):
         assert re.search(line, out), f"missing line {line!r} in:\n{out}"
     assert "epoch 0 train losses" in (tmp_path / "main_py_console.txt").read_text()
-    assert bench_train.train_main.train_one_epoch.__module__ == "utils.engine"
+    assert bench_train.train_main.train_one_epoch.__module__ == "utils.engine.loop"
