@@ -167,7 +167,7 @@ def main(argv=None) -> dict:
         selection = SELECTION_LABELS[cfg.select_on]
         epoch = start_epoch - 1
         for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
-                            dynamic_ncols=True):
+                            dynamic_ncols=True, disable=not primary):
             if hasattr(train_loader.sampler, "set_epoch"):
                 train_loader.sampler.set_epoch(epoch)  # torchrun: DistributedSampler's order of this epoch
             losses = train_one_epoch(train_model, criterion, train_loader, optimizer, device, epoch,

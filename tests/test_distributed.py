@@ -109,24 +109,34 @@ def test_a_single_process_reduces_and_gathers_nothing():
     assert data_parallel(model, torch.device("cpu")) is model
 
 
-def test_two_rank_main_py_run_writes_one_set_of_outputs_that_test_py_reproduces(tiny_config, tmp_path):  # noqa: F811
-    out = tmp_path / "out"
-    flags = ["--cfg_path", str(tiny_config), "--model_name", "ddp", "--output_root", str(out)]
+def _torchrun_main(*flags: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(REPO_ROOT / "main.py"), *flags, "--epochs", "2", "--batch_size", "4"],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          str(REPO_ROOT / "main.py"), *flags], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_two_rank_main_py_run_and_resume_write_one_set_of_outputs_that_test_py_reproduces(
+        tiny_config, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    flags = ["--cfg_path", str(tiny_config), "--model_name", "ddp", "--output_root", str(out)]
+    _torchrun_main(*flags, "--epochs", "1", "--batch_size", "4")
+    state = out / "ckpt/Synthetic/state_ddp.pt"
+    _torchrun_main(*flags, "--epochs", "2", "--batch_size", "4", "--resume", str(state))  # every rank loads it
+    assert torch.load(state, weights_only=False)["epoch"] == 1
+
     log = (out / "logs/Synthetic/ddp.log").read_text()
     assert "per process x 2 process(es) = global batch 8" in log
-    assert log.count("epoch 1 train losses") == 1  # one writer: rank 0
-    assert sorted(p.name for p in (out / "logs/Synthetic").iterdir()) == ["ddp.log", "ddp_config.yaml"]
+    assert "resumed from" in log and log.count("epoch 1 train losses") == 1  # one writer: rank 0
+    assert sorted(p.name for p in (out / "logs/Synthetic").iterdir()) == [".ddp.lock", "ddp.log", "ddp_config.yaml"]
     assert len((out / "results/excel/Synthetic/ddp_results.csv").read_text().splitlines()) == 2
-    assert len(list((out / "runs/Synthetic/ddp").glob("events.out.tfevents.*"))) == 1
+    assert len(list((out / "runs/Synthetic/ddp").glob("events.out.tfevents.*"))) == 2  # one per launch
     assert sorted(p.name for p in (out / "ckpt/Synthetic").iterdir()) == ["best_ddp.pkl", "last_ddp.pkl",
                                                                           "state_ddp.pt"]
     best = json.loads((out / "results/Synthetic/ddp/best_metrics.json").read_text())
 
-    metrics = test_main.main(flags)  # one process, every item, the selected checkpoint
+    # one process, every item, the selected checkpoint: what the 2 ranks' gathered detections scored
+    metrics = test_main.main(flags)
     assert metrics["average_mAP"] == pytest.approx(best["average_mAP"], abs=1e-9)
     assert metrics["mAP_per_tiou"] == pytest.approx(best["mAP_per_tiou"], abs=1e-9)

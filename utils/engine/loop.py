@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from datasets.families import family_of
 from utils.device import autocast_context
-from utils.distributed import gather_in_order, mean_over_ranks
+from utils.distributed import gather_in_order, is_main_process, mean_over_ranks
 from utils.engine.report import other_protocol
 from utils.scoring.evaluation import evaluate_detections, results_json
 
@@ -89,7 +89,8 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
     iterations = 0
     if text_embeddings is not None:
         text_embeddings = text_embeddings.to(device)
-    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
+    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
+                    disable=not is_main_process())  # under torchrun one bar, rank 0's
     for features, mask, targets in progress:
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
@@ -121,7 +122,8 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
     model.eval()
     text_embeddings = text_embeddings.to(device)
     records = []
-    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                                        disable=not is_main_process()):
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
         with autocast_context(device, amp):
