@@ -163,7 +163,8 @@ def main(argv=None) -> dict:
                                 history=history, shuffle_generator=shuffle_generator.get_state(),
                                 config=config_to_dict(cfg))
 
-        writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None) if primary else None
+        writer = (SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
+                  if primary else None)
         selection = SELECTION_LABELS[cfg.select_on]
         epoch = start_epoch - 1
         for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
