@@ -16,6 +16,7 @@ from tests.conftest import REPO_ROOT
 from tests.distributed_step import WORLD, global_batch, one_step, rank_step, tiny_model_and_criterion
 from tests.test_end_to_end import tiny_config  # noqa: F401  (the fixture: a tiny synthetic dataset and model)
 from utils.distributed import data_parallel, gather_in_order, reduce_num_boxes, shard_bounds
+from utils.engine.paths import RunLock, RunPaths
 
 
 def test_two_ranks_of_batch_8_step_as_one_rank_of_batch_16(tmp_path):
@@ -47,12 +48,14 @@ def test_a_single_process_reduces_and_gathers_nothing():
     assert data_parallel(model, torch.device("cpu")) is model
 
 
-def _torchrun_main(*flags: str) -> None:
+def _torchrun_main(*flags: str, expect_success: bool = True) -> subprocess.CompletedProcess:
+    """main.py under torchrun with 2 CPU processes (the timeout turns a hang into a failure)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(REPO_ROOT / "main.py"), *flags], cwd=REPO_ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert (run.returncode == 0) == expect_success, run.stderr[-3000:]
+    return run
 
 
 @pytest.mark.slow
@@ -79,3 +82,26 @@ def test_two_rank_main_py_run_and_resume_write_one_set_of_outputs_that_test_py_r
     metrics = test_main.main(flags)
     assert metrics["average_mAP"] == pytest.approx(best["average_mAP"], abs=1e-9)
     assert metrics["mAP_per_tiou"] == pytest.approx(best["mAP_per_tiou"], abs=1e-9)
+
+
+def test_test_py_refuses_several_torchrun_processes(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert test_main.run_cli(test_main.main, ["--cfg_path", "config/demo.yaml"]) == 1
+    assert "test.py runs as one process, not 2 under torchrun" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_error_of_rank_0_alone_stops_every_rank_with_its_line(tiny_config, tmp_path):  # noqa: F811
+    """The lock is taken by rank 0 only: held elsewhere, rank 0 fails there and rank 1, which passed every
+    check, stops with the same line instead of waiting for rank 0 forever."""
+    out = tmp_path / "out"
+    lock = RunLock(RunPaths(out, "Synthetic", "held").lock).acquire("held")
+    try:
+        run = _torchrun_main("--cfg_path", str(tiny_config), "--model_name", "held", "--output_root", str(out),
+                             "--epochs", "1", expect_success=False)
+    finally:
+        lock.release()
+    line = "error: --model_name held: a run of this name is already running"
+    assert run.stderr.count(line) == 2, run.stderr[-3000:]
+    assert not (out / "ckpt").exists() and not (out / "logs/Synthetic/held.log").exists()

@@ -16,6 +16,11 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", 1)) if launched_by_torchrun() else 1
+
+
 def init_distributed(device: torch.device) -> torch.device:
     """Join torchrun's process group (NCCL on CUDA, gloo on CPU) and return this rank's device: on CUDA the
     GPU of its LOCAL_RANK. A single process (no torchrun) keeps `device` and starts no group."""
