@@ -5,6 +5,7 @@ epochs (train, evaluate, select, checkpoint) -> summary.
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 
@@ -14,7 +15,7 @@ from tqdm import trange
 
 from models.build import build_criterion, build_model, build_postprocessor, trains_classes
 from models.text_encoder import build_text_encoder
-from utils.cli import run_cli
+from utils.cli import one_line, run_cli
 from utils.config import (
     ConfigError,
     check_ranges,
@@ -26,6 +27,16 @@ from utils.config import (
     parse_config,
 )
 from utils.device import resolve_device
+from utils.distributed import (
+    close_distributed,
+    data_parallel,
+    first_error,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    reduce_num_boxes,
+    world_size,
+)
 from utils.engine.checkpoint import (
     load_training_state,
     load_weights,
@@ -52,7 +63,7 @@ from utils.engine.run import (
     text_embeddings_for,
 )
 from utils.engine.selection import SELECTION_LABELS, split_validation
-from utils.engine.synthetic import build_dataset
+from utils.engine.synthetic import build_dataset, prepare_synthetic
 from utils.io import atomic_torch_save, atomic_write_json, check_writable_location
 from utils.logging import attach_log_file, close_logger, get_logger, setup_logger
 
@@ -72,13 +83,17 @@ def main(argv=None) -> dict:
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them")
     paths = run_paths(cfg)
-    device = resolve_device(cfg.device)
+    device = init_distributed(resolve_device(cfg.device))  # torchrun: this rank's device, its process group
+    primary = is_main_process()  # the only rank that writes (checkpoints, logs, CSV, TensorBoard, results, lock)
+    if not primary:
+        quiet_console()
     check_writable_location(paths.root, "--output_root")
     state = load_resume_state(cfg, paths) if cfg.resume else None
     check_run_name_free(cfg, paths)
     seed_everything(cfg.seed)
 
     # data (every file is validated here, before anything is written; the embedded demo writes itself first)
+    on_main_first(lambda: prepare_synthetic(cfg))  # the embedded demo is generated once, by rank 0
     sets = build_sets(cfg)
     shuffle_generator = torch.Generator().manual_seed(cfg.seed)
     train_set, train_loader = sets["train"], training_loader(cfg, sets["train"], shuffle_generator)
@@ -92,6 +107,8 @@ def main(argv=None) -> dict:
     model.set_logit_scale(text_encoder.logit_scale)
     model.to(device)
     criterion = build_criterion(cfg).to(device)
+    if is_distributed():
+        criterion.reduce_num_boxes = reduce_num_boxes  # DETR's normaliser: boxes of all ranks / world size
     postprocessor = build_postprocessor(cfg)
     evaluators = {name: Evaluator(sets[SET_OF[name]], loader, texts[SET_OF[name]], model, postprocessor, device, cfg)
                   for name, loader in eval_loaders.items()}
@@ -103,15 +120,19 @@ def main(argv=None) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         best_weights = state.get("best_model")
+    # trains through DDP (gradients averaged over ranks); `model` itself predicts and is saved
+    train_model = data_parallel(model, device)
 
-    # validated: from here on the run writes, holding its lock
-    lock = RunLock(paths.lock).acquire(cfg.model_name)
+    # validated (on every rank): from here on rank 0 writes, holding its lock
+    lock = on_main_first(lambda: take_run(cfg, paths))
     try:
-        open_run_outputs(cfg, paths)
         logger.info("command configuration:\n" + "\n".join(f"  {k}: {v}" for k, v in config_to_dict(cfg).items()))
         for note in config_notes(cfg):
             logger.info(f"note: {note}")
-        dump_config(cfg, paths.config)
+        if primary:
+            dump_config(cfg, paths.config)
+        logger.info(f"batch: --batch_size {cfg.batch_size} per process x {world_size()} process(es) = global batch "
+                    f"{cfg.batch_size * world_size()}")
         logger.info(f"train: {len(train_set)} items, {len(train_loader)} iterations/epoch, classes "
                     f"{train_set.classes}")
         logger.info(f"inference: {len(sets['test'])} items, {len(sets['test'].ground_truth)} videos with ground "
@@ -127,33 +148,40 @@ def main(argv=None) -> dict:
             if changed:
                 logger.info("applied on resume (saved -> now): " + ", ".join(
                     f"--{key} {old!r} -> {new!r}" for key, (old, new) in changed.items()))
-            if best is not None and best_weights is not None:
+            if primary and best is not None and best_weights is not None:
                 publish_best(paths, cfg, best, best_weights)  # repairs a kill between the state and best_ writes
-            dropped = truncate_csv(paths.csv, state["epoch"])
+            dropped = truncate_csv(paths.csv, state["epoch"]) if primary else 0
             if dropped:
                 logger.info(f"dropped {dropped} CSV row(s) of epochs after {state['epoch']} (the kill came before "
                             "their state was saved; they are evaluated again)")
 
         def save_state(epoch: int) -> None:
+            if not primary:
+                return
             save_training_state(paths.state, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                 scheduler=scheduler.state_dict(), epoch=epoch, best=best, best_model=best_weights,
                                 history=history, shuffle_generator=shuffle_generator.get_state(),
                                 config=config_to_dict(cfg))
 
-        writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
+        writer = (SummaryWriter(str(paths.tensorboard), purge_step=start_epoch if cfg.resume else None)
+                  if primary else None)
         selection = SELECTION_LABELS[cfg.select_on]
         epoch = start_epoch - 1
         for epoch in trange(start_epoch, cfg.epochs, desc="epochs", initial=start_epoch, total=cfg.epochs,
-                            dynamic_ncols=True):
-            losses = train_one_epoch(model, criterion, train_loader, optimizer, device, epoch,
+                            dynamic_ncols=True, disable=not primary):
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)  # torchrun: DistributedSampler's order of this epoch
+            losses = train_one_epoch(train_model, criterion, train_loader, optimizer, device, epoch,
                                      cfg.clip_max_norm, amp=cfg.amp, log_every=1, logger=logger,
                                      text_embeddings=train_text if trains_classes(cfg) else None)
-            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+            if primary:
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+                for key, value in losses.items():
+                    writer.add_scalar(f"train/{key}", value, epoch)
             scheduler.step()
-            for key, value in losses.items():
-                writer.add_scalar(f"train/{key}", value, epoch)
             logger.info(f"epoch {epoch} train losses: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-            save_state_dict(model, paths.last)
+            if primary:
+                save_state_dict(model, paths.last)
 
             entry = {"epoch": epoch, "losses": losses, **evaluate_sets(cfg, epoch, evaluators, paths, writer)}
             improved, best, best_weights = select(cfg, entry, best, best_weights, model)
@@ -161,7 +189,7 @@ def main(argv=None) -> dict:
             # the state (with the best weights) is written first: best_<model>.pkl and best_metrics.json are
             # derived from it, so a kill anywhere in between is repaired by --resume
             save_state(epoch)
-            if improved:
+            if improved and primary:
                 publish_best(paths, cfg, best, best_weights)
                 logger.info(f"epoch {epoch}: new best ({selection}) -> {paths.best}")
             if best is not None:
@@ -174,13 +202,53 @@ def main(argv=None) -> dict:
             model.load_state_dict(best_weights)
             best = {**best, **evaluate_selected(evaluators["test"])[0]}
             save_state(epoch)
-            publish_best(paths, cfg, best, best_weights)
-        writer.close()
+            if primary:
+                publish_best(paths, cfg, best, best_weights)
+        if primary:
+            writer.close()
         result = finish(cfg, best, selection, paths, logger)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
     close_logger()
+    close_distributed()
     return result
+
+
+def quiet_console() -> None:
+    """Ranks other than 0 print warnings and errors only (rank 0 logs the run once)."""
+    for handler in logger.handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def on_main_first(step):
+    """Run `step` on rank 0 (the others wait) and return its result there (None elsewhere); an error of
+    rank 0 is raised on every rank with the same line, so no rank hangs. A single process: `step()`."""
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = step()
+        except (ValueError, OSError) as caught:
+            if not is_distributed():
+                raise
+            error = caught
+    message = first_error(None if error is None else one_line(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ConfigError(message)
+    return result
+
+
+def take_run(cfg, paths) -> RunLock:
+    """Rank 0, validated: take the run's lock and open its outputs (released if opening fails)."""
+    lock = RunLock(paths.lock).acquire(cfg.model_name)
+    try:
+        open_run_outputs(cfg, paths)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def open_run_outputs(cfg, paths) -> None:
@@ -301,6 +369,8 @@ def evaluate_test_set(cfg, epoch: int, evaluator, paths, writer) -> dict:
     logger.info(f"epoch {epoch} test eval_videos={other}: average mAP {100 * result['test_other']['average_mAP']:.2f}")
     log_scalars(writer, f"test_eval_videos_{cfg.eval_videos}", result["test"], epoch)
     log_scalars(writer, f"test_eval_videos_{other}", result["test_other"], epoch)
+    if not is_main_process():
+        return result
     append_csv_row(paths.csv, epoch, result["test"])
     if cfg.save_result:
         atomic_write_json(paths.detections(epoch), evaluator.results_json(merged))

@@ -12,8 +12,9 @@ from pathlib import Path
 from models.build import build_model, build_postprocessor
 from models.text_encoder import build_text_encoder
 from utils.cli import run_cli
-from utils.config import check_ranges, config_notes, get_args_parser, parse_config
+from utils.config import ConfigError, check_ranges, config_notes, get_args_parser, parse_config
 from utils.device import resolve_device
+from utils.distributed import launched_processes
 from utils.engine.checkpoint import load_model_weights
 from utils.engine.loop import Evaluator
 from utils.engine.paths import run_paths
@@ -28,6 +29,9 @@ def main(argv=None) -> dict:
     logger = setup_logger()  # console now; `<model>_test.log` (appended to) once everything is validated
     cfg = parse_config(argv, get_args_parser("Evaluate a GAP checkpoint on the unseen classes"))
     check_ranges(cfg)
+    if launched_processes() > 1:  # each process would evaluate everything and write the same files
+        raise ConfigError(f"test.py runs as one process, not {launched_processes()} under torchrun: start it with "
+                          "python test.py ...")
     paths = run_paths(cfg)
     device = resolve_device(cfg.device)
     check_writable_location(paths.results_dir, "--output_root")

@@ -2,9 +2,12 @@
 
 All losses are computed in float32 from the (possibly mixed-precision) outputs (float64 for a float64
 model, models/precision.py) and normalised by
-`num_boxes`, the number of ground-truth segments in the batch.
+`num_boxes`, the number of ground-truth segments in the batch (under data parallelism the engine sets
+`SetCriterion.reduce_num_boxes` to average it over ranks, as DETR does; models/ stays free of it).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +51,8 @@ class SetCriterion(nn.Module):
         self.gamma = gamma
         self.salient_loss = salient_loss
         self.salient_impl = salient_impl
+        # num_boxes of this batch -> the normaliser; None: this batch's own count (a single process)
+        self.reduce_num_boxes: Callable[[float], float] | None = None
 
     def forward(self, outputs: dict, targets: list[dict],
                 matches: list[tuple[Tensor, Tensor]] | None = None) -> dict[str, Tensor]:
@@ -58,8 +63,10 @@ class SetCriterion(nn.Module):
         device = boxes.device
         tgt_boxes, tgt_labels, sizes = concatenated_targets(targets, device, boxes.dtype)
         num_boxes = float(sum(sizes))
-        if num_boxes == 0:
+        if num_boxes == 0 and self.reduce_num_boxes is None:
             raise ValueError("criterion: the batch has no ground-truth segment (num_boxes = 0)")
+        if self.reduce_num_boxes is not None:
+            num_boxes = self.reduce_num_boxes(num_boxes)
 
         # flat (item, query) and global target indices of the matched pairs
         counts = torch.tensor([len(src) for src, _ in matches])

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "datasets", "utils")
 LEAVES = {"utils", "utils.io", "utils.logging", "utils.device", "utils.segment_ops", "utils.config", "utils.cli",
-          "utils.video", "utils.cpu"}
+          "utils.video", "utils.cpu", "utils.distributed"}
 # floor of each module: a module may import its own floor (no cycle) or a lower one; models and datasets
 # share floor 1 but never import each other
 FLOORS = {"leaf": 0, "models": 1, "datasets": 1, "scoring": 2, "engine": 3}

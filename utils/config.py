@@ -46,7 +46,8 @@ def _flags_original() -> list[Flag]:
         Flag("eval_proposal", False, bool, help="evaluate class-agnostic proposals"),
         Flag("num_workers", None, int, help="DataLoader workers; default 1 on CUDA, 0 on CPU (the original: 1)",
              nullable=True),
-        Flag("batch_size", 16, int, help="train and inference batch size"),
+        Flag("batch_size", 16, int, help="train and inference batch size per process (under torchrun the global "
+             "batch is --nproc_per_node x --nnodes x this)"),
         Flag("dataset_name", "Thumos14", str, ("Thumos14", "ActivityNet13", "Synthetic"),
              "Synthetic = the embedded synthetic dataset (THUMOS14 format)"),
         Flag("num_classes", 20, int, help="total classes of the dataset"),

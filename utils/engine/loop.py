@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from datasets.families import family_of
 from utils.device import autocast_context
+from utils.distributed import gather_in_order, is_main_process, mean_over_ranks
 from utils.engine.report import other_protocol
 from utils.scoring.evaluation import evaluate_detections, results_json
 
@@ -63,6 +64,9 @@ def train_step(model, criterion, optimizer, features: torch.Tensor, mask: torch.
     total = criterion.weighted_total(losses)
     total_value = float(total.detach())
     values = {key: float(value.detach()) for key, value in losses.items()}  # read once: sums, log, error
+    # under torchrun: the global batch's losses, the same on every rank (a single process: unchanged)
+    values = mean_over_ranks({"loss": total_value, **values})
+    total_value = values.pop("loss")
     if not math.isfinite(total_value):
         raise NonFiniteLossError(f"{where}: loss is {total_value}; components: {values}")
     optimizer.zero_grad(set_to_none=True)
@@ -85,7 +89,8 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
     iterations = 0
     if text_embeddings is not None:
         text_embeddings = text_embeddings.to(device)
-    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
+    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
+                    disable=not is_main_process())  # under torchrun one bar, rank 0's
     for features, mask, targets in progress:
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
@@ -117,7 +122,8 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
     model.eval()
     text_embeddings = text_embeddings.to(device)
     records = []
-    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                                        disable=not is_main_process()):
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
         with autocast_context(device, amp):
@@ -166,8 +172,10 @@ def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings:
     """Predict (unless `records` are given; `--amp`, `--filter_threshold`) and score under `eval_videos`
     (default `--eval_videos`); returns (metrics, merged detections, records)."""
     if records is None:
-        records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp,
-                          filter_threshold=cfg.filter_threshold)
+        # under torchrun each rank predicts its shard of the items (run.make_loader); gathered in dataset
+        # order, every rank scores exactly what a single process scores
+        records = gather_in_order(predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp,
+                                          filter_threshold=cfg.filter_threshold))
     window_fusion = family_of(cfg.dataset_name).fuses_windows(cfg)
     metrics, merged = evaluate_detections(
         records, scored_ground_truth(cfg, dataset), dataset.video_ids, scored_classes(cfg, dataset), cfg.dataset_name,
