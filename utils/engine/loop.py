@@ -58,7 +58,7 @@ def train_step(model, criterion, optimizer, features: torch.Tensor, mask: torch.
     `where` names the step in the non-finite-loss error.
     """
     with autocast_context(features.device, amp):
-        outputs = model(features, mask, text_embeddings=text_embeddings, targets=targets)
+        outputs = model(features, mask, text_embeddings=text_embeddings)
     losses = criterion(outputs, targets)
     total = criterion.weighted_total(losses)
     total_value = float(total.detach())
