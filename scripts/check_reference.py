@@ -368,13 +368,14 @@ def _check_trajectory(fixture: dict) -> list[Row]:
         rows.append(Row("param_groups (names, order)", 0.0 if same else float("inf"),
                         f"same ({' + '.join(str(len(g)) for g in groups)} parameters)", same))
     text = fixture["text_embeddings"].to(dtype) if "text_embeddings" in fixture else None
-    batches = [collate_batch(batch, dtype=dtype) for batch in fixture["batches"]]
+    # the fixture's items are (features, target): no item identity, which training does not read
+    batches = [collate_batch([(f, t, None) for f, t in batch], dtype=dtype) for batch in fixture["batches"]]
     steps, lrs = [], []
     model.train()
     criterion.train()
     for epoch in range(cfg.epochs):
         lrs.append([group["lr"] for group in optimizer.param_groups])
-        for index, (features, mask, targets) in enumerate(batches):
+        for index, (features, mask, targets, _) in enumerate(batches):
             result = train_step(model, criterion, optimizer, features, mask, _targets_as(targets, dtype),
                                 cfg.clip_max_norm, text_embeddings=text,
                                 where=f"epoch {epoch} batch {index}")

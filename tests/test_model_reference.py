@@ -242,7 +242,7 @@ def _make_trajectory(path, flags: dict, seed: int) -> None:
     for epoch in range(cfg.epochs):
         lrs.append([g["lr"] for g in optimizer.param_groups])
         for index, batch in enumerate(batches):
-            features, mask, targets = collate_batch(batch, dtype=torch.float64)
+            features, mask, targets, _ = collate_batch([(f, t, None) for f, t in batch], dtype=torch.float64)
             result = train_step(model, criterion, optimizer, features, mask, targets, cfg.clip_max_norm)
             steps.append({"epoch": epoch, "batch": index, "weighted_total": result.total,
                           "losses": result.losses, "grad_norm_before_clip": result.grad_norm})
