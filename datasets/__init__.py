@@ -1,7 +1,7 @@
 """Datasets: the release's files -> training windows / whole videos and their targets (SPEC §2-§4).
 
     dataset = build_dataset(cfg, "train")          # or "inference"
-    features, target = dataset[0]
+    features, target, info = dataset[0]            # info: ItemInfo (video, window, offset, fps)
     loader = DataLoader(dataset, batch_size=16, collate_fn=collate_batch)
 """
 from __future__ import annotations
@@ -11,12 +11,14 @@ from .annotations import DataWarning, load_ground_truth
 from .base import BaseDataset, FeatureFileError
 from .collate import collate_batch
 from .families import FAMILIES, DatasetFamily, family_of
+from .items import ItemInfo
 from .splits import read_split_classes
 from .thumos14 import Thumos14Dataset
 
 __all__ = [
     "FAMILIES", "ActivityNet13Dataset", "BaseDataset", "DataWarning", "DatasetFamily", "FeatureFileError",
-    "Thumos14Dataset", "build_dataset", "collate_batch", "family_of", "load_ground_truth", "read_split_classes",
+    "ItemInfo", "Thumos14Dataset", "build_dataset", "collate_batch", "family_of", "load_ground_truth",
+    "read_split_classes",
 ]
 
 

@@ -27,6 +27,7 @@ from .annotations import (
     select_videos,
 )
 from .families import DatasetFamily, family_of
+from .items import ItemInfo
 from .splits import mode_classes, split_list_path
 
 MODES = ("train", "inference")
@@ -128,10 +129,11 @@ class BaseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict, ItemInfo]:
+        """(features [T, C], training targets, the item's identity)."""
         item = self.items[index]
         features = self._load_item_features(item)
-        return features, self.target(index)
+        return features, self.target(index), self.info(index)
 
     def restrict(self, video_ids) -> BaseDataset:
         """A copy holding only the items, ground truth and evaluated videos of the given source videos."""
@@ -160,9 +162,8 @@ class BaseDataset(Dataset):
         return video.video_fps / self.feature_stride
 
     def target(self, index: int) -> dict:
-        """Target of item `index` (SPEC §3.3), built without reading any feature file."""
+        """Training targets of item `index` (SPEC §3.3), built without reading any feature file."""
         item = self.items[index]
-        video = self.videos[item.video]
         n = len(item.class_ids)
         semantic = torch.from_numpy(item.class_ids.copy())
         labels = semantic.clone() if self.target_type == "none" else torch.zeros(n, dtype=torch.int64)
@@ -171,13 +172,14 @@ class BaseDataset(Dataset):
             "labels": labels,
             "semantic_labels": semantic,
             "salient_mask": torch.from_numpy(T.salient_mask(item.segments, item.duration, item.length)),
-            "video_name": item.name,
-            "src_video_name": video.video_id,
-            "video_duration": float(item.duration),
-            "time_offset": float(item.time_offset),
-            "window": item.window,
-            "feature_fps": self.feature_fps(video) if self.feature_fps_of_items else None,
         }
+
+    def info(self, index: int) -> ItemInfo:
+        """Identity of item `index`: its video, window, offset, fps and normalisation duration."""
+        item = self.items[index]
+        video = self.videos[item.video]
+        return ItemInfo(item.name, video.video_id, float(item.duration), float(item.time_offset), item.window,
+                        self.feature_fps(video) if self.feature_fps_of_items else None)
 
     def feature_file(self, video_id: str) -> Path:
         return self.feature_path / f"{video_id}.npy"

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import torch
 
+from .items import ItemInfo
 
-def collate_batch(batch: list[tuple[torch.Tensor, dict]], dtype: torch.dtype = torch.float32,
-                  ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """``[(features [T_i, C], target), ...]`` -> ``(features [B, T, C] zero-padded (`dtype`; float64 for the
-    float64 reference runs), mask [B, T] True = padding, targets list)``, T = max T_i."""
+
+def collate_batch(batch: list[tuple[torch.Tensor, dict, ItemInfo | None]], dtype: torch.dtype = torch.float32,
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[dict], list[ItemInfo | None]]:
+    """``[(features [T_i, C], target, info), ...]`` -> ``(features [B, T, C] zero-padded (`dtype`; float64 for
+    the float64 reference runs), mask [B, T] True = padding, targets list, infos list)``, T = max T_i."""
     if not batch:
         raise ValueError("collate_batch got an empty batch")
-    features = [f for f, _ in batch]
+    features = [f for f, _, _ in batch]
     dims = {f.shape[1] for f in features}
     if len(dims) != 1:
         raise ValueError(f"items of one batch have different feature dimensions {sorted(dims)}")
@@ -20,4 +22,4 @@ def collate_batch(batch: list[tuple[torch.Tensor, dict]], dtype: torch.dtype = t
     for k, f in enumerate(features):
         padded[k, : f.shape[0]] = f
     mask = torch.arange(longest)[None, :] >= lengths[:, None]
-    return padded, mask, [t for _, t in batch]
+    return padded, mask, [t for _, t, _ in batch], [info for _, _, info in batch]

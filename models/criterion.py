@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss as torchvision_focal_loss
 
-from models.batch_targets import concatenated_targets
+from models.batch_targets import concatenated_targets, salient_ground_truth
 from models.matcher import HungarianMatcher
 from models.precision import at_least_float32
 from utils.segment_ops import cw_to_t1t2, segment_iou
@@ -93,20 +93,26 @@ class SetCriterion(nn.Module):
                                                                  query_idx, tgt_labels[target_idx], num_boxes)
 
         if self.salient_loss:
-            missing = [key for key in ("salient_gt", "salient_loss_mask") if key not in outputs]
+            missing = [key for key in ("salient_logits", "salient_loss_mask") if key not in outputs]
             if missing:
-                raise KeyError(f"criterion: outputs lack {missing} (call the model with targets=...)")
+                raise KeyError(f"criterion: outputs lack {missing} (a model without the salient head)")
             salient_logits = at_least_float32(outputs["salient_logits"]).squeeze(-1)
             valid = ~outputs["salient_loss_mask"]
             # float32 in any precision, as the original's: with float64 logits its BCE terms are then float32
             # (binary_cross_entropy_with_logits takes the target's dtype), which the float64 fixtures show
-            salient_gt = outputs["salient_gt"].float()
+            salient_gt = self.salient_target(outputs, targets)
             if self.salient_impl == "CE":
                 losses["loss_salient"] = self._salient_cross_entropy(salient_logits, salient_gt, valid)
             else:
                 focal = sigmoid_focal_loss(salient_logits, salient_gt, self.focal_alpha, self.gamma) * valid
                 losses["loss_salient"] = focal.mean(1).sum() / num_boxes
         return losses
+
+    @staticmethod
+    def salient_target(outputs: dict, targets: list[dict]) -> Tensor:
+        """The salient loss's target `[B, T]` (float32): 1 on snippets inside any instance of the item."""
+        logits = outputs["salient_logits"]
+        return salient_ground_truth(targets, logits.shape[1], logits.device)
 
     def _focal_over_queries(self, logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor,
                             num_boxes: float) -> Tensor:

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 
 from models.backbone import Backbone
-from models.batch_targets import salient_ground_truth
 from models.heads import SalientHead, inverse_sigmoid, predict_boxes
 from models.proposal_scorer import ProposalScorer
 from models.rectifier import RoISource, StaticDynamicRectifier
@@ -89,10 +88,12 @@ class GAP(nn.Module):
         self.logit_scale.fill_(float(value))
 
     def forward(self, features: Tensor, mask: Tensor, text_embeddings: Tensor | None = None,
-                targets: list[dict] | None = None) -> dict[str, Tensor]:
+                return_intermediates: bool = False) -> dict[str, Tensor]:
         """`features [B, T, C]` raw CLIP features (zero-padded), `mask [B, T]` bool True = padding,
-        `text_embeddings [N, C]` class embeddings (adds `class_logits`), `targets` (adds `salient_gt`,
-        `salient_loss_mask` when the salient head exists)."""
+        `text_embeddings [N, C]` class embeddings (adds `class_logits`). With the salient head the outputs
+        hold `salient_logits` and `salient_loss_mask` (the padding mask they are scored on; the criterion
+        builds their target). `return_intermediates` adds the encoder `memory [L_enc, B, T, C]` and decoder
+        `hs [L_dec, B, Q, C]` (for the fidelity checks and tests)."""
         if features.dim() != 3 or mask.shape != features.shape[:2] or mask.dtype != torch.bool:
             raise ValueError(f"expected features [B, T, C] and a bool mask [B, T], got "
                              f"{tuple(features.shape)} and {tuple(mask.shape)} {mask.dtype}")
@@ -121,9 +122,7 @@ class GAP(nn.Module):
             outputs["actionness_logits"] = self.actionness_embed(queries)
         if self.salient_head is not None:
             outputs["salient_logits"] = self.salient_head(memory[-1])
-            if targets is not None:
-                outputs["salient_gt"] = salient_ground_truth(targets, length, features.device)
-                outputs["salient_loss_mask"] = mask
+            outputs["salient_loss_mask"] = mask
         if text_embeddings is not None:
             if self.proposal_scorer is None:
                 raise ValueError("text_embeddings given but the model has no proposal scorer")
@@ -134,6 +133,7 @@ class GAP(nn.Module):
                 outputs["class_logits"] = self.proposal_scorer.similarity(
                     self.class_embed(queries), text_embeddings.to(queries.dtype),
                     self.proposal_scorer.scale(self.logit_scale.to(queries.dtype)))
-        outputs["memory"] = memory
-        outputs["hs"] = hs
+        if return_intermediates:
+            outputs["memory"] = memory
+            outputs["hs"] = hs
         return outputs

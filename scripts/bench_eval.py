@@ -24,8 +24,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets.items import ItemInfo  # noqa: E402
 from datasets.windows import sliding_windows  # noqa: E402
-from utils.scoring.evaluation import evaluate_detections  # noqa: E402
+from utils.scoring.evaluation import ItemDetections, evaluate_detections  # noqa: E402
 
 CLASSES = ["c0", "c1", "c2", "c3", "c4"]
 FFPS = 3.75  # 30 fps / stride 8
@@ -66,8 +67,7 @@ def video_case(rng, n_videos, per_video=100, n_gt_videos=50, n_instances=778):
     items = []
     for v, dur in zip(videos, durations):
         seg, sc, lab = random_detections(rng, per_video, dur, gt.get(v, []))
-        items.append({"video_name": v, "src_video_name": v, "time_offset": 0.0, "window": None,
-                      "feature_fps": None, "segments": seg, "scores": sc, "labels": lab})
+        items.append(ItemDetections(ItemInfo(v, v, float(dur)), seg, sc, lab))
     return items, gt, videos
 
 
@@ -84,8 +84,7 @@ def window_case(rng, n_videos=208, per_window=100, target_windows=1758):
             off, dw = s / FFPS, (e - s) / FFPS
             local = [(a - off, b - off, c) for a, b, c in gt.get(v, []) if a < off + dw and b > off]
             seg, sc, lab = random_detections(rng, per_window, dw, local)
-            items.append({"video_name": f"{v}_window_{s}_{e}", "src_video_name": v, "time_offset": off,
-                          "window": (s, e), "feature_fps": FFPS, "segments": seg, "scores": sc, "labels": lab})
+            items.append(ItemDetections(ItemInfo(f"{v}_window_{s}_{e}", v, dw, off, (s, e), FFPS), seg, sc, lab))
     return items, gt, videos
 
 
@@ -112,7 +111,7 @@ def main(argv=None):
     print(f"numpy {np.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, best of {args.repeats}")
     print(f"{'case':40s} {'items':>6s} {'dets':>7s} {'mode':>4s} {'scored':>7s} {'seconds':>8s}  avg mAP")
     for name, (items, gt, videos) in cases:
-        n_dets = sum(len(it["scores"]) for it in items)
+        n_dets = sum(len(it.scores) for it in items)
         for mode in ("gt", "all"):
             seconds, (metrics, _) = best_time(args.repeats, evaluate_detections, items, gt, videos, CLASSES,
                                               "Thumos14", eval_videos=mode)

@@ -65,7 +65,7 @@ def autocast(device: torch.device, amp: bool, cuda_dtype: torch.dtype):
 def iteration(model, criterion, batch, device, amp, cuda_dtype):
     features, mask, targets = batch
     with autocast(device, amp, cuda_dtype):
-        outputs = model(features, mask, targets=targets)
+        outputs = model(features, mask)
     losses = criterion(outputs, targets)
     total = criterion.weighted_total(losses)
     model.zero_grad(set_to_none=True)

@@ -231,7 +231,7 @@ def _check_model(fixture: dict) -> list[Row]:
     model.eval()
     captured, handles = _capture_intermediates(model)
     with torch.no_grad():
-        outputs = model(features, mask, text_embeddings=text)
+        outputs = model(features, mask, text_embeddings=text, return_intermediates=True)
     for handle in handles:
         handle.remove()
     reference_outputs = fixture["eval"]["outputs"]
@@ -277,10 +277,12 @@ def _check_model(fixture: dict) -> list[Row]:
     # train mode: outputs, matching, losses, gradients
     model.train()
     model.zero_grad(set_to_none=True)
-    outputs = model(features, mask, text_embeddings=text, targets=targets)
+    outputs = model(features, mask, text_embeddings=text)
+    compared = {**outputs, "salient_gt": criterion.salient_target(outputs, targets)} \
+        if "salient_logits" in outputs else outputs   # the salient loss's target, built by the criterion
     for key, reference in fixture["train"]["outputs"].items():
         row = _exact_row if reference.dtype == torch.bool else abs_row
-        rows.append(row(f"train.{key}", outputs[key], reference) if key in outputs
+        rows.append(row(f"train.{key}", compared[key], reference) if key in compared
                     else Row(f"train.{key}", float("inf"), "missing", False))
     matches = criterion.matcher(outputs, targets)
     rows.append(_exact_row("train.matching (query idx)", torch.cat([m[0] for m in matches]),
@@ -366,13 +368,14 @@ def _check_trajectory(fixture: dict) -> list[Row]:
         rows.append(Row("param_groups (names, order)", 0.0 if same else float("inf"),
                         f"same ({' + '.join(str(len(g)) for g in groups)} parameters)", same))
     text = fixture["text_embeddings"].to(dtype) if "text_embeddings" in fixture else None
-    batches = [collate_batch(batch, dtype=dtype) for batch in fixture["batches"]]
+    # the fixture's items are (features, target): no item identity, which training does not read
+    batches = [collate_batch([(f, t, None) for f, t in batch], dtype=dtype) for batch in fixture["batches"]]
     steps, lrs = [], []
     model.train()
     criterion.train()
     for epoch in range(cfg.epochs):
         lrs.append([group["lr"] for group in optimizer.param_groups])
-        for index, (features, mask, targets) in enumerate(batches):
+        for index, (features, mask, targets, _) in enumerate(batches):
             result = train_step(model, criterion, optimizer, features, mask, _targets_as(targets, dtype),
                                 cfg.clip_max_norm, text_embeddings=text,
                                 where=f"epoch {epoch} batch {index}")

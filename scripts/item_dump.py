@@ -49,7 +49,7 @@ def dump_item(dataset: BaseDataset, index: int) -> dict:
         "labels": target["labels"].tolist(),
         "semantic_labels": target["semantic_labels"].tolist(),
         "semantic_label_names": names,
-        "video_duration": target["video_duration"],
+        "video_duration": dataset.info(index).duration,
         "salient_false_ranges": [false_ranges(row) for row in salient],
         "mask_labels_one_ranges": false_ranges(salient.all(axis=0)) if len(salient) else [],
     }

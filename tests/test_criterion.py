@@ -120,7 +120,7 @@ def test_gradients_reach_only_the_intended_parameters(backbone):
     features.requires_grad_(True)
     captured = {}
     model.refine_decoder.register_forward_pre_hook(lambda module, args: captured.update(roi=args[1]))
-    outputs = model(features, mask, targets=targets)
+    outputs = model(features, mask)
     losses = criterion(outputs, targets)
     roi = captured["roi"]  # RoI windows and RoI features are constants (SPEC §5.9)
     assert not roi.weights.requires_grad and not roi.source.requires_grad
@@ -151,7 +151,7 @@ def test_criterion_under_bfloat16_autocast_is_float32_and_finite():
     model, criterion = build_model(cfg).train(), build_criterion(cfg)
     features, mask, targets = make_batch([12, 9])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs = model(features, mask, targets=targets)
+        outputs = model(features, mask)
     losses = criterion(outputs, targets)
     total = criterion.weighted_total(losses)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())

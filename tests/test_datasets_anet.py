@@ -50,13 +50,13 @@ def test_interpolation_is_nearest_as_spec():
 def test_train_items_whole_videos(tiny):
     ds = dataset(tiny, "train")
     assert ds.item_names == ["v_a", "v_b"]          # sorted; v_c has no instance > 1 s
-    features, target = ds[1]
+    features, target, info = ds[1]
     assert features.shape == (16, 4)
     expected = feature_rows("v_b", 7, 4)[[0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 6]]
     np.testing.assert_array_equal(features.numpy(), expected)
     duration = 7 * STRIDE / 30
-    assert target["video_duration"] == pytest.approx(duration) and target["time_offset"] == 0.0
-    assert target["window"] is None and target["feature_fps"] is None and target["src_video_name"] == "v_b"
+    assert info.duration == pytest.approx(duration) and info.time_offset == 0.0
+    assert info.window is None and info.feature_fps is None and info.source_video == "v_b"
     np.testing.assert_allclose(target["segments"].numpy(), [[1.75 / duration, 2.5 / duration]], rtol=1e-6)
     assert target["salient_mask"].shape == (1, 16)     # built on the resampled length
     a_target = ds.target(0)
@@ -79,7 +79,7 @@ def test_inference_mode_val_subset_exact_match_and_overshoot(tiny):
 
 def test_rescale_zero_keeps_length(tiny):
     ds = dataset(tiny, "train", rescale_length=0)
-    features, target = ds[0]
+    features, target, info = ds[0]
     assert features.shape == (40, 4) and target["salient_mask"].shape == (2, 40)
     np.testing.assert_array_equal(features.numpy(), feature_rows("v_a", 40, 4))
 

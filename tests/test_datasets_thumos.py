@@ -53,18 +53,18 @@ def test_training_windows_and_integrity(tiny):
     tail = ds.target(3)
     assert tail["semantic_labels"].tolist() == [1]
     np.testing.assert_allclose(names["v_long_window_123_250"].segments, [[64.0 - 123 / FFPS, 127 / FFPS]])
-    assert tail["time_offset"] == pytest.approx(123 / FFPS) and tail["window"] == (123, 250)
+    assert ds.info(3).time_offset == pytest.approx(123 / FFPS) and ds.info(3).window == (123, 250)
     assert np.flatnonzero(~tail["salient_mask"][0].numpy())[-1] == 127
 
 
 def test_short_video_and_action_at_t0(tiny):
     ds = dataset(tiny, "train")
-    features, target = ds[4]
+    features, target, info = ds[4]
     assert features.shape == (50, 4) and features.dtype == torch.float32
     np.testing.assert_array_equal(features.numpy(), feature_rows("v_short", 50, 4))
     duration = 49 / FFPS   # Dw covers 49 snippet intervals (SPEC §12 #19)
-    assert target["video_duration"] == pytest.approx(duration)
-    assert target["video_name"] == "v_short_window_0_49" and target["src_video_name"] == "v_short"
+    assert info.duration == pytest.approx(duration)
+    assert info.name == "v_short_window_0_49" and info.source_video == "v_short"
     # only Alpha survives: Gamma unseen, Beta too short, Ambiguous dropped
     assert target["semantic_labels"].tolist() == [0] and target["labels"].tolist() == [0]
     np.testing.assert_allclose(target["segments"].numpy(), [[1.5 / duration, 3.0 / duration]], rtol=1e-6)
@@ -84,8 +84,8 @@ def test_inference_windows_keep_everything(tiny):
     np.testing.assert_allclose(ds.items[0].segments, [[33.0, 127 / FFPS]])
     # window 1 holds both, ordered by start + end (Gamma 66 < Delta 67)
     assert second["semantic_labels"].tolist() == [1, 0]
-    assert second["time_offset"] == pytest.approx(96 / FFPS) and second["feature_fps"] == FFPS
-    assert second["video_duration"] == pytest.approx(103 / FFPS)
+    assert ds.info(1).time_offset == pytest.approx(96 / FFPS) and ds.info(1).feature_fps == FFPS
+    assert ds.info(1).duration == pytest.approx(103 / FFPS)
     assert ds[1][0].shape == (104, 4)
     # a window without instances keeps empty targets
     assert empty["segments"].shape == (0, 2) and empty["salient_mask"].shape == (0, 100)
@@ -95,10 +95,10 @@ def test_inference_windows_keep_everything(tiny):
 def test_window_times_map_back_to_video(tiny):
     ds = dataset(tiny, "inference")
     item = ds.items[1]
-    recovered = ds.items[1].segments + ds.target(1)["time_offset"]
+    recovered = ds.items[1].segments + ds.info(1).time_offset
     np.testing.assert_allclose(recovered, [[31.0, 35.0], [33.0, 34.0]])
     assert item.window == (96, 199)
-    features, _ = ds[1]
+    features, _, _ = ds[1]
     np.testing.assert_array_equal(features.numpy(), feature_rows("t_a", 200, 4)[96:200])
 
 
@@ -133,9 +133,9 @@ def test_synthetic_name_has_no_hardcoded_exclusions(tiny):
 def test_inference_entire(tiny):
     ds = dataset(tiny, "inference", inference_entire=True)
     assert ds.item_names == ["t_a"]
-    features, target = ds[0]
-    assert features.shape == (200, 4) and target["window"] is None
-    assert target["video_duration"] == pytest.approx(200 * SNIPPET)
+    features, target, info = ds[0]
+    assert features.shape == (200, 4) and info.window is None
+    assert info.duration == pytest.approx(200 * SNIPPET)
     np.testing.assert_allclose(ds.items[0].segments, [[31.0, 35.0], [33.0, 34.0]])
 
 
@@ -149,12 +149,13 @@ def test_target_type_none_uses_class_labels_and_close_set(tiny):
 
 def test_collate_pads_and_masks(tiny):
     ds = dataset(tiny, "inference")
-    features, mask, targets = collate_batch([ds[1], ds[0]])
+    features, mask, targets, infos = collate_batch([ds[1], ds[0]])
     assert features.shape == (2, 128, 4) and mask.shape == (2, 128) and mask.dtype == torch.bool
     assert mask[0, :104].logical_not().all() and mask[0, 104:].all() and not mask[1].any()
     assert (features[0, 104:] == 0).all()
     np.testing.assert_array_equal(features[0, :104].numpy(), ds[1][0].numpy())
-    assert [t["video_name"] for t in targets] == ["t_a_window_96_199", "t_a_window_0_127"]
+    assert [info.name for info in infos] == ["t_a_window_96_199", "t_a_window_0_127"]
+    assert [len(t["labels"]) for t in targets] == [len(ds.target(1)["labels"]), len(ds.target(0)["labels"])]
 
 
 def test_dataloader_round_trip(tiny):
@@ -175,11 +176,11 @@ def test_training_videos_cut_like_inference_and_restricted(tiny):
     held_out = build_dataset(make_cfg(tiny), "train", windows="inference").restrict(["v_long"])
     assert held_out.classes == ds.classes and held_out.video_ids == ["v_long"]
     assert held_out.item_names == ["v_long_window_0_127", "v_long_window_96_223", "v_long_window_192_250"]
-    assert held_out.target(2)["window"] == (192, 250) and held_out[2][0].shape == (59, 4)
+    assert held_out.info(2).window == (192, 250) and held_out[2][0].shape == (59, 4)
     assert list(held_out.ground_truth) == ["v_long"]
     rest = ds.restrict(["v_short", "v_empty"])
     assert rest.item_names == ["v_short_window_0_49"] and rest.video_ids == ["v_empty", "v_short"]
-    assert rest[0][1]["src_video_name"] == "v_short" and len(ds) == 5   # the original is untouched
+    assert rest[0][2].source_video == "v_short" and len(ds) == 5   # the original is untouched
     with pytest.raises(ValueError, match="not videos of this dataset"):
         ds.restrict(["t_a"])
 
@@ -189,7 +190,7 @@ def test_features_are_memory_mapped_and_windows_sliced(tiny, monkeypatch):
     calls = []
     real_load = np.load
     monkeypatch.setattr("datasets.base.np.load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
-    features, _ = ds[1]                              # window [96, 199] of t_a
+    features, _, _ = ds[1]                              # window [96, 199] of t_a
     assert calls == [{"mmap_mode": "r"}]
     assert isinstance(ds._open(ds.feature_file("t_a"), ds.item_video(1)), np.memmap)
     assert features.shape == (104, 4) and features.is_contiguous()

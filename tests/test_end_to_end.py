@@ -27,7 +27,7 @@ from utils.engine import loop as engine
 from utils.engine.checkpoint import CheckpointError
 from utils.engine.selection import held_out_videos, split_validation
 from utils.engine.synthetic import ensure_synthetic_dataset
-from utils.scoring.evaluation import evaluate_detections
+from utils.scoring.evaluation import ItemDetections, evaluate_detections
 
 pytestmark = pytest.mark.slow
 TINY_SIZES = dict(num_classes=8, num_train_videos=16, num_test_videos=12, min_length=120, max_length=260,
@@ -64,13 +64,10 @@ def _random_proposal_map(cfg_path: Path, seeds=(0, 1, 2)) -> float:
         rng = np.random.default_rng(seed)
         records = []
         for index in range(len(dataset)):
-            target = dataset.target(index)
-            duration = target["video_duration"]
-            ends = np.sort(rng.uniform(0, duration, size=(100, 2)), axis=1)
-            records.append({"video_name": target["video_name"], "src_video_name": target["src_video_name"],
-                            "time_offset": target["time_offset"], "window": target["window"],
-                            "feature_fps": target["feature_fps"], "segments": ends,
-                            "scores": rng.uniform(size=100), "labels": rng.integers(0, len(dataset.classes), 100)})
+            info = dataset.info(index)
+            ends = np.sort(rng.uniform(0, info.duration, size=(100, 2)), axis=1)
+            records.append(ItemDetections(info, ends, rng.uniform(size=100),
+                                          rng.integers(0, len(dataset.classes), 100)))
         metrics, _ = evaluate_detections(records, dataset.ground_truth, dataset.video_ids, dataset.classes,
                                          "Synthetic")
         values.append(metrics["average_mAP"])

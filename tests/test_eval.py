@@ -7,7 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from datasets.items import ItemInfo
 from utils.scoring.evaluation import (
+    ItemDetections,
     evaluate_detections,
     evaluate_merged,
     load_results_json,
@@ -29,15 +31,13 @@ def load_fixture(path):
     for name, rows in data["detections"].items():
         meta = data["items"][name]
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-        items.append({
-            "video_name": name, "src_video_name": meta.get("src_video_name", name),
-            "time_offset": meta.get("time_offset", 0.0), "window": meta.get("window"),
-            "feature_fps": meta.get("feature_fps"),
-            # float32 as PostProcess hands them over (the fixture stores float32 values)
-            "segments": arr[:, :2].astype(np.float32), "scores": arr[:, 2].astype(np.float32),
-            "labels": arr[:, 3].astype(np.int64),
-        })
-    video_ids = sorted({it["src_video_name"] for it in items} | set(ground_truth))
+        window = meta.get("window")
+        info = ItemInfo(name, meta.get("src_video_name", name), 0.0, meta.get("time_offset", 0.0),
+                        tuple(window) if window is not None else None, meta.get("feature_fps"))
+        # float32 as PostProcess hands them over (the fixture stores float32 values)
+        items.append(ItemDetections(info, arr[:, :2].astype(np.float32), arr[:, 2].astype(np.float32),
+                                    arr[:, 3].astype(np.int64)))
+    video_ids = sorted({it.info.source_video for it in items} | set(ground_truth))
     return data, classes, ground_truth, items, video_ids
 
 
@@ -111,10 +111,9 @@ def test_eval_videos_all_on_thumos_fixture(reference_dir):
 
 # ------------------------------------------------------------------------------------------ tiny cases
 
-def item(video, segments, scores, labels, **extra):
-    return {"video_name": video, "src_video_name": video, "time_offset": 0.0, "window": None,
-            "feature_fps": None, "segments": np.asarray(segments, np.float32),
-            "scores": np.asarray(scores, np.float32), "labels": np.asarray(labels, np.int64), **extra}
+def item(video, segments, scores, labels, source_video=None, **where):
+    return ItemDetections(ItemInfo(video, source_video or video, 0.0, **where), np.asarray(segments, np.float32),
+                          np.asarray(scores, np.float32), np.asarray(labels, np.int64))
 
 
 CLASSES = ["a", "b"]
@@ -137,9 +136,9 @@ def test_eval_videos_gt_drops_and_all_counts_videos_without_gt():
 
 def test_window_items_are_shifted_and_fused():
     windows = [(0, 127), (96, 223)]
-    items = [item("v1_w0", [[26.5 - 0.0, 30.5]], [0.6], [0], src_video_name="v1", window=windows[0],
+    items = [item("v1_w0", [[26.5 - 0.0, 30.5]], [0.6], [0], source_video="v1", window=windows[0],
                   feature_fps=3.75),
-             item("v1_w1", [[26 - 25.6, 30 - 25.6], [0.0, 12.0]], [0.7, 0.5], [0, 0], src_video_name="v1",
+             item("v1_w1", [[26 - 25.6, 30 - 25.6], [0.0, 12.0]], [0.7, 0.5], [0, 0], source_video="v1",
                   window=windows[1], feature_fps=3.75, time_offset=25.6)]
     gt = {"v1": [(26.0, 30.0, "a")]}
     with pytest.warns(UserWarning, match=r"no ground truth for class\(es\) \['b'\]"):
@@ -183,7 +182,7 @@ def test_bad_ground_truth_and_settings_are_errors():
         evaluate_detections(good, GT, VIDEOS, CLASSES, "Kinetics")
     with pytest.raises(ValueError, match="window fusion needs"):
         evaluate_detections([item("v1", [[0, 1]], [0.5], [0], window=(0, 127)), item("v1b", [[0, 1]], [0.5], [0],
-                             src_video_name="v1")], GT, VIDEOS, CLASSES, "Thumos14")
+                             source_video="v1")], GT, VIDEOS, CLASSES, "Thumos14")
 
 
 def test_no_detections_warns_and_scores_zero():

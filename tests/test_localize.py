@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from datasets import build_dataset
+from datasets.items import ItemInfo
 from models.build import build_model
 from models.text_encoder import TextEmbeddingError, write_text_embeddings
 from models.tiny_clip import TINY_EMBED_DIM, write_synthetic_video, write_tiny_clip_checkpoint
@@ -49,17 +50,17 @@ def test_model_items_follow_the_inference_datasets():
     features = np.zeros((15, TINY_EMBED_DIM), np.float32)
     info = {"snippet_length": 15, "snippet_duration": 2.4, "video_fps": 25.0}
     items = model_items(features, info, _tiny_cfg())  # slice 8, overlap 0.25 -> stride 6, short tail
-    assert [meta["window"] for _, meta in items] == [(0, 7), (6, 13), (12, 14)]
-    assert [f.shape[0] for f, _ in items] == [8, 8, 3]
+    assert [info.window for _, _, info in items] == [(0, 7), (6, 13), (12, 14)]
+    assert [f.shape[0] for f, _, _ in items] == [8, 8, 3]
     ffps = 25.0 / 4
-    assert [meta["video_duration"] for _, meta in items] == pytest.approx([7 / ffps, 7 / ffps, 2 / ffps])
-    assert [meta["time_offset"] for _, meta in items] == pytest.approx([0, 6 / ffps, 12 / ffps])
+    assert [info.duration for _, _, info in items] == pytest.approx([7 / ffps, 7 / ffps, 2 / ffps])
+    assert [info.time_offset for _, _, info in items] == pytest.approx([0, 6 / ffps, 12 / ffps])
     anet = model_items(features, info, _tiny_cfg(dataset_name="ActivityNet13", rescale_length=10))
     assert len(anet) == 1 and anet[0][0].shape == (10, TINY_EMBED_DIM)
-    assert anet[0][1]["video_duration"] == 2.4 and anet[0][1]["window"] is None
+    assert anet[0][2].duration == 2.4 and anet[0][2].window is None
     # THUMOS14 datasets ignore rescale_length (SPEC §3.3), and so does localize.py
     thumos = model_items(features, info, _tiny_cfg(rescale_length=10))
-    assert [meta["window"] for _, meta in thumos] == [(0, 7), (6, 13), (12, 14)]
+    assert [info.window for _, _, info in thumos] == [(0, 7), (6, 13), (12, 14)]
 
 
 @pytest.mark.parametrize("overrides", [dict(), dict(inference_slice_overlap=0.5), dict(inference_entire=True),
@@ -78,11 +79,11 @@ def test_model_items_are_the_inference_dataset_items(tmp_path, overrides):
     features = np.load(tmp_path / "features" / "long_v.npy")
     items = model_items(features, info, cfg)
     assert len(items) == len(dataset)
-    for index, (tensor, meta) in enumerate(items):
-        expected_features, target = dataset[index]
+    for index, (tensor, _, info) in enumerate(items):
+        expected_features, _, expected = dataset[index]
         assert torch.equal(tensor, expected_features)
-        for key in ("window", "time_offset", "video_duration", "feature_fps"):
-            assert meta[key] == target[key], key
+        for key in ("window", "time_offset", "duration", "feature_fps"):
+            assert getattr(info, key) == getattr(expected, key), key
 
 
 def test_merge_removes_duplicates_and_applies_class_nms():
@@ -90,10 +91,10 @@ def test_merge_removes_duplicates_and_applies_class_nms():
     scores = np.array([0.9, 0.9, 0.8, 0.3, 0.5])
     labels = np.array([0, 0, 0, 0, 1])
     owner = np.zeros(5, np.int64)
-    items = [(None, {"window": None, "feature_fps": None})]
-    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.0)
+    items = [(None, {}, ItemInfo("whole video", "video", 6.0))]
+    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.0, fuse_windows=False)
     assert len(sc) == 4 and list(sc) == sorted(sc, reverse=True)  # exact duplicate dropped
-    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.5)
+    seg, sc, lab = merge_detections(segments, scores, labels, owner, items, nms_threshold=0.5, fuse_windows=False)
     assert sc.tolist() == [0.9, 0.5, 0.3] and lab.tolist() == [0, 1, 0]  # (0.1, 2.0) suppressed by (0, 2)
 
 

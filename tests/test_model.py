@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.build import build_criterion, build_model, build_postprocessor
+from models.criterion import SetCriterion
 from models.heads import inverse_sigmoid
 from models.position_encoding import SinePositionEncoding, reference_sine_embedding
 from scripts.headline_flags import HEADLINE_MODEL_FLAGS
@@ -90,11 +91,13 @@ def test_forward_keys_and_shapes(dataset):
     features, mask = padded_batch([10, 7, 10])
     text = torch.randn(4, 16)
     with torch.no_grad():
-        out = model(features, mask, text_embeddings=text)
+        out = model(features, mask, text_embeddings=text, return_intermediates=True)
     assert out["pred_boxes"].shape == (3, 6, 2) and out["actionness_logits"].shape == (3, 6, 1)
     assert out["class_logits"].shape == (3, 6, 4) and out["salient_logits"].shape == (3, 10, 1)
     assert out["memory"].shape == (2, 3, 10, 16) and out["hs"].shape == (2, 3, 6, 16)
-    assert "salient_gt" not in out
+    assert "salient_gt" not in out   # a loss target: built by the criterion
+    with torch.no_grad():
+        assert "memory" not in model(features, mask) and "hs" not in model(features, mask)
     assert torch.all((out["pred_boxes"] > 0) & (out["pred_boxes"] < 1))
     with torch.no_grad():
         assert "class_logits" not in model(features, mask)
@@ -107,8 +110,8 @@ def test_train_and_eval_orders_agree(dataset):
     model = noisy_model(cfg)
     features, mask = padded_batch([10, 7, 10])
     with torch.no_grad():
-        train = model.train()(features, mask)
-        evaluated = model.eval()(features, mask)
+        train = model.train()(features, mask, return_intermediates=True)
+        evaluated = model.eval()(features, mask, return_intermediates=True)
     for key in ("pred_boxes", "actionness_logits", "salient_logits", "hs"):
         assert torch.allclose(train[key], evaluated[key], atol=1e-5), key
 
@@ -127,8 +130,8 @@ def test_padded_snippets_do_not_influence_real_ones(dataset):
     perturbed = features.clone()
     perturbed[1, 10:] = 100 * torch.randn(2, 16)
     with torch.no_grad():
-        a = model(features, mask, text_embeddings=text)
-        b = model(perturbed, mask, text_embeddings=text)
+        a = model(features, mask, text_embeddings=text, return_intermediates=True)
+        b = model(perturbed, mask, text_embeddings=text, return_intermediates=True)
     for key in ("pred_boxes", "actionness_logits", "class_logits", "hs"):
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert torch.allclose(a["memory"][:, :, :8], b["memory"][:, :, :8], atol=1e-6)
@@ -141,7 +144,7 @@ def test_padded_snippets_do_not_influence_real_ones(dataset):
     perturbed = features.clone()
     perturbed[1, 8] = 100 * torch.randn(16)
     with torch.no_grad():
-        c = model(perturbed, mask, text_embeddings=text)
+        c = model(perturbed, mask, text_embeddings=text, return_intermediates=True)
     assert torch.allclose(a["memory"][:, :, :8], c["memory"][:, :, :8], atol=1e-6)
     assert torch.allclose(a["hs"], c["hs"], atol=1e-6)
     assert torch.allclose(a["salient_logits"][1, :7], c["salient_logits"][1, :7], atol=1e-6)
@@ -159,7 +162,7 @@ def test_padding_does_not_change_losses():
                 "salient_mask": ((steps < 1) | (steps > 3))[None]}]
     perturbed = features.clone()
     perturbed[1, 10:] = 50.0
-    losses = [criterion(model(f, mask, targets=targets), targets) for f in (features, perturbed)]
+    losses = [criterion(model(f, mask), targets) for f in (features, perturbed)]
     for key in losses[0]:
         assert losses[0][key].item() == pytest.approx(losses[1][key].item(), abs=1e-6), key
 
@@ -202,7 +205,7 @@ def test_supported_variants_build_train_and_infer(overrides, extra_keys):
                 "semantic_labels": torch.tensor([n % 3]), "salient_mask": torch.ones(1, n, dtype=torch.bool)}
                for n in (10, 7)]
     text = torch.randn(3, 16)
-    losses = criterion(model.train()(features, mask, text_embeddings=text, targets=targets), targets)
+    losses = criterion(model.train()(features, mask, text_embeddings=text), targets)
     assert ("loss_ce" in losses) == (not cfg.enable_classAgnostic)
     criterion.weighted_total(losses).backward()
     with torch.no_grad():
@@ -222,7 +225,7 @@ def test_float64_end_to_end():
     features = features.double()
     targets = [{"segments": torch.tensor([[0.5, 0.2]], dtype=torch.float64), "labels": torch.zeros(1).long(),
                 "salient_mask": torch.ones(1, n, dtype=torch.bool)} for n in (10, 7)]
-    out = model.train()(features, mask, targets=targets)
+    out = model.train()(features, mask)
     losses = criterion(out, targets)
     assert all(value.dtype == torch.float64 for value in losses.values())
     criterion.weighted_total(losses).backward()
@@ -251,7 +254,7 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="bool mask"):
         model(features, mask.float())
     with pytest.raises(ValueError, match="salient_mask"):
-        model(features, mask, targets=[{"salient_mask": torch.ones(1, 9, dtype=torch.bool)}] * 2)
+        SetCriterion.salient_target(model(features, mask), [{"salient_mask": torch.ones(1, 9, dtype=torch.bool)}] * 2)
 
 
 def test_dropout_keeps_with_probability_1_minus_p_and_rescales():

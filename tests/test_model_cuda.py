@@ -44,12 +44,13 @@ def test_cuda_float32_matches_cpu(dataset):
     for device in ("cpu", "cuda"):
         model = model.to(device).eval()
         with torch.no_grad():
-            out = model(features.to(device), mask.to(device), text_embeddings=text.to(device))
+            out = model(features.to(device), mask.to(device), text_embeddings=text.to(device),
+                        return_intermediates=True)
         detections = build_postprocessor(cfg)(out, durations.to(device))
         model.train()
         criterion = build_criterion(cfg)
         device_targets = to_cuda(targets) if device == "cuda" else targets
-        train_out = model(features.to(device), mask.to(device), targets=device_targets)
+        train_out = model(features.to(device), mask.to(device))
         losses = criterion(train_out, device_targets)
         results[device] = (out, detections, losses)
     (cpu, cpu_det, cpu_loss), (gpu, gpu_det, gpu_loss) = results["cpu"], results["cuda"]
@@ -68,7 +69,7 @@ def test_cuda_autocast_training_step(dtype):
     criterion = build_criterion(cfg)
     targets = to_cuda(targets)
     with torch.autocast("cuda", dtype=dtype):
-        outputs = model(features.cuda(), mask.cuda(), targets=targets)
+        outputs = model(features.cuda(), mask.cuda())
     losses = criterion(outputs, targets)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
     criterion.weighted_total(losses).backward()

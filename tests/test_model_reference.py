@@ -124,11 +124,12 @@ def _make_fixture(path, flags: dict, lengths: list[int], num_classes: int, seed:
             p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=dtype))
     model.eval()
     with torch.no_grad():
-        eval_out = model(features, mask, text_embeddings=text)
+        eval_out = model(features, mask, text_embeddings=text, return_intermediates=True)
     detections = build_postprocessor(cfg)(eval_out, durations)
     model.train()
-    train_out = model(features, mask, text_embeddings=text, targets=targets)
+    train_out = model(features, mask, text_embeddings=text)
     criterion = build_criterion(cfg)
+    train_out["salient_gt"] = criterion.salient_target(train_out, targets)
     matching = criterion.matcher(train_out, targets)
     losses = criterion(train_out, targets, matching)
     total = criterion.weighted_total(losses)
@@ -241,7 +242,7 @@ def _make_trajectory(path, flags: dict, seed: int) -> None:
     for epoch in range(cfg.epochs):
         lrs.append([g["lr"] for g in optimizer.param_groups])
         for index, batch in enumerate(batches):
-            features, mask, targets = collate_batch(batch, dtype=torch.float64)
+            features, mask, targets, _ = collate_batch([(f, t, None) for f, t in batch], dtype=torch.float64)
             result = train_step(model, criterion, optimizer, features, mask, targets, cfg.clip_max_norm)
             steps.append({"epoch": epoch, "batch": index, "weighted_total": result.total,
                           "losses": result.losses, "grad_norm_before_clip": result.grad_norm})

@@ -66,7 +66,7 @@ def test_read_by_thumos14_dataset_unchanged(small_root):
     train, inference = build_dataset(cfg, "train"), build_dataset(cfg, "inference")   # features validated
     assert len(train) > 0 and len(inference) > 0 and train.feature_dim == 16
     assert set(train.classes).isdisjoint(inference.classes) and len(train.classes) == 6
-    features, target = train[0]
+    features, target, info = train[0]
     assert features.shape[1] == 16 and target["segments"].shape[0] >= 1
     assert inference.video_ids == sorted(vid for vid in inference.video_ids) and len(inference.video_ids) == 8
     assert all(label in inference.classes for gt in inference.ground_truth.values() for _, _, label in gt)

@@ -37,6 +37,7 @@ from datasets.activitynet import rescale_features
 from datasets.annotations import load_descriptions
 from datasets.collate import collate_batch
 from datasets.families import family_of
+from datasets.items import ItemInfo
 from datasets.windows import window_spans
 from models.build import build_model, build_postprocessor
 from models.clip_loading import clip_identity
@@ -117,53 +118,50 @@ def format_score(score: float) -> str:
 
 # ------------------------------------------------------------------------------------------------ steps
 
-def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tensor, dict]]:
-    """Inputs as the inference datasets build them: THUMOS14-style windows or one rescaled ActivityNet item."""
+def model_items(features: np.ndarray, info: dict, cfg) -> list[tuple[torch.Tensor, dict, ItemInfo]]:
+    """Inputs as the inference datasets build them: THUMOS14-style windows or one rescaled ActivityNet item,
+    each `(features, {} (no training targets), ItemInfo)` as `collate_batch` takes them."""
     length = int(info["snippet_length"])
     if length < 2:
         raise ValueError(f"{length} snippet(s) of {cfg.feature_stride} frames; localization needs >= 2")
     tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    whole = float(info["snippet_duration"])
     if not family_of(cfg.dataset_name).windowed:  # the datasets ignore rescale_length for THUMOS14 (SPEC §3.3)
         rescale = int(getattr(cfg, "rescale_length", 0) or 0)
         item = rescale_features(tensor, rescale) if rescale else tensor
-        return [(item, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
-                        "time_offset": 0.0, "window": None, "feature_fps": None})]
+        return [(item, {}, ItemInfo("whole video", "video", whole))]
     ffps = float(info["video_fps"]) / int(cfg.feature_stride)
     if getattr(cfg, "inference_entire", False):  # one whole-video item, as Thumos14Dataset cuts it
-        return [(tensor, {"video_name": "whole video", "video_duration": float(info["snippet_duration"]),
-                          "time_offset": 0.0, "window": None, "feature_fps": ffps})]
+        return [(tensor, {}, ItemInfo("whole video", "video", whole, feature_fps=ffps))]
     windows, start_s, end_s = window_spans(length, ffps, int(cfg.slice_size), float(cfg.inference_slice_overlap),
                                            training=False)
-    return [(tensor[start:end + 1], {"video_name": f"window {start}-{end}",
-                                     "video_duration": float(end_s[w] - start_s[w]), "time_offset": float(start_s[w]),
-                                     "window": (start, end), "feature_fps": ffps})
+    return [(tensor[start:end + 1], {}, ItemInfo(f"window {start}-{end}", "video", float(end_s[w] - start_s[w]),
+                                                 float(start_s[w]), (start, end), ffps))
             for w, (start, end) in enumerate(windows.tolist())]
 
 
 def predict_items(model, postprocessor, items, text_embeddings: torch.Tensor, device: torch.device, cfg):
     """Per-item detections of the evaluation's inference pass (`utils.engine.loop.predict`: `--amp`,
     `--filter_threshold`), shifted to video seconds: (segments [n,2], scores [n], labels [n], item [n])."""
-
-
     loader = DataLoader(items, batch_size=int(cfg.batch_size), collate_fn=collate_batch)
     records = predict(model, postprocessor, loader, text_embeddings, device, amp=cfg.amp, desc="localize",
                       filter_threshold=cfg.filter_threshold)
-    segments = [r["segments"].astype(np.float64).reshape(-1, 2) + r["time_offset"] for r in records]
-    scores = [r["scores"].astype(np.float64) for r in records]
-    labels = [r["labels"].astype(np.int64) for r in records]
+    segments = [r.segments.astype(np.float64).reshape(-1, 2) + r.info.time_offset for r in records]
+    scores = [r.scores.astype(np.float64) for r in records]
+    labels = [r.labels.astype(np.int64) for r in records]
     owner = np.repeat(np.arange(len(records)), [len(r) for r in scores])
     return np.concatenate(segments), np.concatenate(scores), np.concatenate(labels), owner
 
 
-def merge_detections(segments, scores, labels, owner, items, nms_threshold: float):
-    """Cross-window fusion as in evaluation (SPEC §8.3), exact duplicates removed, optional per-class NMS;
-    rows sorted by score (descending)."""
-
-    windows = [meta["window"] for _, meta in items]
-    if len(items) > 1 and all(w is not None for w in windows):
+def merge_detections(segments, scores, labels, owner, items, nms_threshold: float, fuse_windows: bool):
+    """Cross-window fusion as in evaluation (SPEC §8.3) when `fuse_windows` (the family's decision,
+    `DatasetFamily.fuses_windows`), exact duplicates removed, optional per-class NMS; rows sorted by score
+    (descending)."""
+    infos = [info for _, _, info in items]
+    if fuse_windows:
         rows = cross_window_fusion(np.zeros(len(scores), np.int64), owner, segments, scores, labels,
-                                   np.zeros(len(items), np.int64), [w[0] for w in windows],
-                                   [w[1] for w in windows], [meta["feature_fps"] for _, meta in items])
+                                   np.zeros(len(infos), np.int64), [i.window[0] for i in infos],
+                                   [i.window[1] for i in infos], [i.feature_fps for i in infos])
         segments, scores, labels = segments[rows], scores[rows], labels[rows]
     # a detection touching two window overlaps is emitted twice by the fusion (quirk 24): keep one
     _, unique = np.unique(np.column_stack([segments, labels]), axis=0, return_index=True)
@@ -283,7 +281,8 @@ class Detector:
                              f"{self.cfg.hidden_dim}] (hidden_dim): use the CLIP model the checkpoint was trained with")
         items = model_items(features, info, self.cfg)
         raw = predict_items(self.model, self.postprocessor, items, text, self.device, self.cfg)
-        segments, scores, labels = merge_detections(*raw, items, self.nms_threshold)
+        segments, scores, labels = merge_detections(*raw, items, self.nms_threshold,
+                                                    family_of(self.cfg.dataset_name).fuses_windows(self.cfg))
         duration = max(float(info.get("frame_duration", 0.0)), float(info["snippet_duration"]))
         return Detections(video, classes, segments, scores, labels, duration, int(info["snippet_length"]),
                           len(items))

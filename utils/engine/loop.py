@@ -15,7 +15,7 @@ from datasets.families import family_of
 from utils.device import autocast_context
 from utils.distributed import gather_in_order, is_main_process, mean_over_ranks
 from utils.engine.report import other_protocol
-from utils.scoring.evaluation import evaluate_detections, results_json
+from utils.scoring.evaluation import ItemDetections, evaluate_detections, results_json
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,7 +59,7 @@ def train_step(model, criterion, optimizer, features: torch.Tensor, mask: torch.
     `where` names the step in the non-finite-loss error.
     """
     with autocast_context(features.device, amp):
-        outputs = model(features, mask, text_embeddings=text_embeddings, targets=targets)
+        outputs = model(features, mask, text_embeddings=text_embeddings)
     losses = criterion(outputs, targets)
     total = criterion.weighted_total(losses)
     total_value = float(total.detach())
@@ -91,7 +91,7 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
         text_embeddings = text_embeddings.to(device)
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
                     disable=not is_main_process())  # under torchrun one bar, rank 0's
-    for features, mask, targets in progress:
+    for features, mask, targets, _ in progress:
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
         targets = targets_to_device(targets, device)
@@ -114,7 +114,7 @@ def train_one_epoch(model, criterion, loader: DataLoader, optimizer, device: tor
 
 @torch.no_grad()
 def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Tensor, device: torch.device,
-            amp: bool = False, desc: str = "inference", filter_threshold: float = 0.0) -> list[dict]:
+            amp: bool = False, desc: str = "inference", filter_threshold: float = 0.0) -> list[ItemDetections]:
     """Run the model over `loader`; return per-item detection records for `evaluate_detections`.
 
     `filter_threshold > 0` drops detections scoring below it (the original's `--filter_threshold`; 0 = off).
@@ -122,7 +122,7 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
     model.eval()
     text_embeddings = text_embeddings.to(device)
     records = []
-    for features, mask, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+    for features, mask, _, infos in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                                         disable=not is_main_process()):
         features = features.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
@@ -130,21 +130,13 @@ def predict(model, postprocessor, loader: DataLoader, text_embeddings: torch.Ten
             outputs = model(features, mask, text_embeddings=text_embeddings)
         outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
                    for key, value in outputs.items()}
-        durations = torch.tensor([float(t["video_duration"]) for t in targets], device=device)
-        for target, detections in zip(targets, postprocessor(outputs, durations)):
+        durations = torch.tensor([info.duration for info in infos], device=device)
+        for info, detections in zip(infos, postprocessor(outputs, durations)):
             if filter_threshold > 0:
                 keep = detections["scores"] >= filter_threshold
                 detections = {key: value[keep] for key, value in detections.items()}
-            records.append({
-                "video_name": target["video_name"],
-                "src_video_name": target.get("src_video_name", target["video_name"]),
-                "time_offset": float(target.get("time_offset", 0.0) or 0.0),
-                "window": target.get("window"),
-                "feature_fps": target.get("feature_fps"),
-                "segments": detections["segments"].cpu().numpy(),
-                "scores": detections["scores"].cpu().numpy(),
-                "labels": detections["labels"].cpu().numpy(),
-            })
+            records.append(ItemDetections(info, detections["segments"].cpu().numpy(),
+                                          detections["scores"].cpu().numpy(), detections["labels"].cpu().numpy()))
     return records
 
 
@@ -168,7 +160,7 @@ def scored_ground_truth(cfg, dataset) -> dict:
 
 def evaluate(model, postprocessor, loader: DataLoader, dataset, text_embeddings: torch.Tensor,
              device: torch.device, cfg, eval_videos: str | None = None,
-             records: list[dict] | None = None) -> tuple[dict, dict, list[dict]]:
+             records: list[ItemDetections] | None = None) -> tuple[dict, dict, list[ItemDetections]]:
     """Predict (unless `records` are given; `--amp`, `--filter_threshold`) and score under `eval_videos`
     (default `--eval_videos`); returns (metrics, merged detections, records)."""
     if records is None:
@@ -196,8 +188,8 @@ class Evaluator:
     device: torch.device
     cfg: Any
 
-    def evaluate(self, eval_videos: str | None = None, records: list[dict] | None = None
-                 ) -> tuple[dict, dict, list[dict]]:
+    def evaluate(self, eval_videos: str | None = None, records: list[ItemDetections] | None = None
+                 ) -> tuple[dict, dict, list[ItemDetections]]:
         """(metrics, merged detections, records) under `eval_videos` (default `--eval_videos`); see `evaluate`."""
         return evaluate(self.model, self.postprocessor, self.loader, self.dataset, self.text_embeddings,
                         self.device, self.cfg, eval_videos=eval_videos, records=records)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from datasets.families import DatasetFamily, family_of
+from datasets.items import ItemInfo
 from utils.scoring.fusion import cross_window_fusion
 from utils.scoring.metrics import AR_AT, average_precision, average_recall
 
@@ -123,23 +124,30 @@ def _ground_truth_arrays(ground_truth: Mapping[str, Any], index: dict[str, int],
 
 # ------------------------------------------------------------------------------- per-item collection
 
-def _collect_items(item_detections: list[Mapping[str, Any]], index: dict[str, int], num_classes: int,
+@dataclass(frozen=True)
+class ItemDetections:
+    """The detections of one item: `segments` [k, 2] seconds relative to the item start, `scores` [k],
+    `labels` [k] class indices (numpy or torch), and the item they were found in."""
+
+    info: ItemInfo
+    segments: Any
+    scores: Any
+    labels: Any
+
+
+def _collect_items(item_detections: list[ItemDetections], index: dict[str, int], num_classes: int,
                    need_windows: bool):
     """Per-item records -> flat table in video seconds, rows ordered by (video, window start, score desc)."""
     names, item_video, item_start, item_end, item_fps, offsets = [], [], [], [], [], []
     segs, scores, labels = [], [], []
-    for k, rec in enumerate(item_detections):
-        name = str(rec.get("video_name", f"item {k}"))
-        src = rec.get("src_video_name") or rec.get("video_name")
+    for rec in item_detections:
+        info = rec.info
+        name, src = info.name, info.source_video
         if src not in index:
             raise ValueError(f"detections of item {name!r}: video {src!r} is not among the evaluated video_ids")
-        missing = [key for key in ("segments", "scores", "labels") if key not in rec]
-        if missing:
-            raise ValueError(f"detections of item {name!r}: missing {missing} (expected segments [k, 2], "
-                             "scores [k], labels [k])")
-        seg = _as_numpy(rec["segments"], np.float64)
-        sc = _as_numpy(rec["scores"], np.float64).reshape(-1)
-        lab = _as_numpy(rec["labels"], np.float64).reshape(-1)
+        seg = _as_numpy(rec.segments, np.float64)
+        sc = _as_numpy(rec.scores, np.float64).reshape(-1)
+        lab = _as_numpy(rec.labels, np.float64).reshape(-1)
         n = len(sc)
         if seg.size == 0 and n == 0:
             seg = seg.reshape(0, 2)
@@ -148,8 +156,7 @@ def _collect_items(item_detections: list[Mapping[str, Any]], index: dict[str, in
                              f"got shapes {seg.shape}, {sc.shape}, {lab.shape}")
         if np.any(lab != np.round(lab)):
             raise ValueError(f"detections of item {name!r}: labels must be integer class indices")
-        window = rec.get("window")
-        fps = rec.get("feature_fps")
+        window, fps = info.window, info.feature_fps
         if need_windows and (window is None or fps is None):
             raise ValueError(f"item {name!r}: window fusion needs 'window' (start, end) and 'feature_fps' on "
                              "every item (pass window_fusion=False for whole-video items)")
@@ -158,7 +165,7 @@ def _collect_items(item_detections: list[Mapping[str, Any]], index: dict[str, in
         item_start.append(float(window[0]) if window is not None else 0.0)
         item_end.append(float(window[1]) if window is not None else 0.0)
         item_fps.append(float(fps) if fps is not None else 1.0)
-        offsets.append(float(rec.get("time_offset") or 0.0))
+        offsets.append(float(info.time_offset))
         segs.append(seg)
         scores.append(sc)
         labels.append(lab.astype(np.int64))
@@ -276,20 +283,19 @@ def _score(table: _Table, gt_video, gt_segments, gt_labels, videos: list[str], c
     return metrics
 
 
-def evaluate_detections(item_detections: list[Mapping[str, Any]], ground_truth: Mapping[str, Any],
+def evaluate_detections(item_detections: list[ItemDetections], ground_truth: Mapping[str, Any],
                         video_ids: Iterable[str], classes: list[str], dataset_name: str,
                         eval_videos: str = "gt", window_fusion: bool = True) -> tuple[dict, dict]:
     """Score the detections of one inference pass. Returns (metrics, merged detections).
 
-    item_detections: one record per dataset item: `video_name` (item id), `src_video_name` (its video),
-    `time_offset` (s), `window` ((start, end) inclusive snippet indices, or None), `feature_fps`,
-    `segments` [k, 2] item-relative seconds, `scores` [k], `labels` [k] class indices (numpy or torch).
+    item_detections: one `ItemDetections` per dataset item (its `ItemInfo` gives the video, offset, window
+    and feature fps; `segments` [k, 2] item-relative seconds, `scores` [k], `labels` [k] class indices).
     ground_truth: video id -> [(t_start, t_end, class_name), ...] in video seconds; video_ids: every
     evaluated video, with or without ground truth. Window fusion runs for the Thumos14-style datasets when
     `window_fusion` is set and the items carry windows (inference_entire items have none).
     """
     settings, videos, index, gt = _prepare(ground_truth, video_ids, classes, dataset_name, eval_videos)
-    windows = any(rec.get("window") is not None for rec in item_detections)
+    windows = any(rec.info.window is not None for rec in item_detections)
     fuse = window_fusion and settings.windowed and windows
     table, items = _collect_items(item_detections, index, len(classes), need_windows=fuse)
     if fuse and len(table.video):
