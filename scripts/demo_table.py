@@ -16,14 +16,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import re
 import sys
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.cpu import cpu_model, torch_cpu_capability  # noqa: E402
 
 HEADER = ("| run | wall time | selected epoch | avg mAP (eval_videos=gt) | mAP@0.5 | AR@40 | "
           "avg mAP (eval_videos=all) |")
@@ -91,17 +94,8 @@ def table_row(label: str, output_root: Path, dataset: str, model: str) -> dict:
 
 
 def machine() -> str:
-    """CPU model (from /proc/cpuinfo where there is one), torch's CPU capability, torch version, threads."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"CPU {model} ({torch.backends.cpu.get_cpu_capability()} kernels), torch {torch.__version__}, "
+    """CPU model, torch's CPU capability, torch version, threads."""
+    return (f"CPU {cpu_model()} ({torch_cpu_capability()} kernels), torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
 
 
