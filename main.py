@@ -44,6 +44,7 @@ from utils.engine.checkpoint import (
     save_state_dict,
     save_training_state,
 )
+from utils.engine.compiled import run_modules
 from utils.engine.loop import Evaluator, train_one_epoch
 from utils.engine.optim import build_optimization
 from utils.engine.paths import RunLock, move_outputs_aside, run_paths
@@ -110,8 +111,6 @@ def main(argv=None) -> dict:
     if is_distributed():
         criterion.reduce_num_boxes = reduce_num_boxes  # DETR's normaliser: boxes of all ranks / world size
     postprocessor = build_postprocessor(cfg)
-    evaluators = {name: Evaluator(sets[SET_OF[name]], loader, texts[SET_OF[name]], model, postprocessor, device, cfg)
-                  for name, loader in eval_loaders.items()}
     optimizer, scheduler = build_optimization(model, cfg)
     start_epoch, best, best_weights, history = 0, None, None, []
     if state is not None:
@@ -120,7 +119,7 @@ def main(argv=None) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         best_weights = state.get("best_model")
-    # trains through DDP (gradients averaged over ranks); `model` itself predicts and is saved
+    # trains through DDP (gradients averaged over ranks); `model` itself is saved, loaded and optimised
     train_model = data_parallel(model, device)
 
     # validated (on every rank): from here on rank 0 writes, holding its lock
@@ -138,7 +137,12 @@ def main(argv=None) -> dict:
         logger.info(f"inference: {len(sets['test'])} items, {len(sets['test'].ground_truth)} videos with ground "
                     f"truth, classes {sets['test'].classes}")
         logger.info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
-                    f"{' with AMP' if cfg.amp else ''}")
+                    f"{' with AMP' if cfg.amp else ''}{', compiled (torch.compile)' if cfg.compile else ''}")
+        # --compile: wrappers sharing the parameters of `model` (whose plain names every checkpoint keeps)
+        train_model, predict_model = run_modules(model, train_model, cfg.compile, device)
+        evaluators = {name: Evaluator(sets[SET_OF[name]], loader, texts[SET_OF[name]], predict_model, postprocessor,
+                                      device, cfg)
+                      for name, loader in eval_loaders.items()}
         if state is not None:
             shuffle_generator.set_state(state["shuffle_generator"])
             restore_rng_states(state["rng"])

@@ -16,6 +16,7 @@ from utils.config import ConfigError, check_ranges, config_notes, get_args_parse
 from utils.device import resolve_device
 from utils.distributed import launched_processes
 from utils.engine.checkpoint import load_model_weights
+from utils.engine.compiled import compiled
 from utils.engine.loop import Evaluator
 from utils.engine.paths import run_paths
 from utils.engine.report import AR_KEYS, metrics_table, other_protocol, write_metrics_json
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
                 f"truth), classes {dataset.classes}")
 
     postprocessor = build_postprocessor(cfg)
-    evaluator = Evaluator(dataset, loader, text, model, postprocessor, device, cfg)
+    evaluator = Evaluator(dataset, loader, text, compiled(model, cfg.compile, device), postprocessor, device, cfg)
     metrics, other_metrics, merged = evaluator.evaluate_both_protocols()
     other = other_protocol(cfg.eval_videos)
 

@@ -42,6 +42,9 @@ class SinePositionEncoding(nn.Module):
         self.temperature = temperature
         self.eps = eps
 
+    # --compile runs this eagerly: inductor's float32 sin/cos differ from ATen's (the original's) by an ulp,
+    # which a float64 model would carry to ~1e-8 everywhere; a parameter-free table, costing one graph break
+    @torch.compiler.disable
     def forward(self, mask: Tensor) -> Tensor:
         """`mask [B, T]` (True = padding) -> `[B, T, C]` float32 (also for a float64 model: the original
         computes it in float32 and its consumers promote it)."""

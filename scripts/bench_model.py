@@ -3,11 +3,15 @@
     python scripts/bench_model.py                 # THUMOS14 headline shape, float32 and --amp, CPU (+ CUDA)
     python scripts/bench_model.py --dataset anet  # ActivityNet headline shape (T=300, Q=30, dec 2, backbone)
     python scripts/bench_model.py --iters 5 --devices cpu --modes fp32
+    python scripts/bench_model.py --devices cuda --modes fp32 amp compile compile_amp   # README's GPU rows
 
 Shape (THUMOS14 headline): batch 16, 128 snippets, 512-d, 40 queries, 2 encoder / 5 decoder layers, refine,
 salient head, dropout 0.1, train mode. The FLOP count of one iteration is measured with
 torch.utils.flop_counter (matrix products, convolutions, attention) and divided by the median time.
 `--amp` = bfloat16 autocast on CPU, float16 (or --cuda_dtype bfloat16) on CUDA; losses in float32.
+`compile` / `compile_amp`: the model's forward through torch.compile as `main.py --compile` runs it
+(utils/engine/compiled.py); the first call (compiling forward and backward, plus that one iteration) is
+printed apart from the steady iterations, which are timed after `--warmup` more calls.
 Other processes on the machine change the numbers: the load average is printed.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from models.build import build_criterion, build_model  # noqa: E402
 from scripts.headline_flags import HEADLINE_MODEL_FLAGS  # noqa: E402
 from utils.config import default_config  # noqa: E402
 from utils.cpu import cpu_description, native_cpu_bfloat16  # noqa: E402
+from utils.engine.compiled import compiled  # noqa: E402
 
 LENGTH = {"thumos14": 128, "anet": 300}
 
@@ -106,17 +111,25 @@ def time_calls(call, iters: int, warmup: int, device: torch.device) -> list[floa
     return times
 
 
-def bench(dataset: str, device: torch.device, amp: bool, iters: int, warmup: int, cuda_dtype: torch.dtype,
+MODES = ("fp32", "amp", "compile", "compile_amp")
+
+
+def bench(dataset: str, device: torch.device, mode: str, iters: int, warmup: int, cuda_dtype: torch.dtype,
           batch_size: int) -> dict:
     cfg, model, criterion, batch = build_headline(dataset, device, batch_size)
+    amp = mode in ("amp", "compile_amp")
+    # FLOPs of the eager iteration (the compiled one computes the same products)
+    flops = counted_flops(lambda: iteration(model, criterion, batch, device, amp, cuda_dtype))
+    runs = compiled(model, mode.startswith("compile"))
 
     def call():
-        return iteration(model, criterion, batch, device, amp, cuda_dtype)
+        return iteration(runs, criterion, batch, device, amp, cuda_dtype)
 
-    flops = counted_flops(call)
+    first = time_calls(call, 1, 0, device)[0] if runs is not model else None  # compiles forward and backward
     times = time_calls(call, iters, warmup, device)
     median = statistics.median(times)
-    return {"median": median, "min": min(times), "gflop": flops / 1e9, "gflops": flops / 1e9 / median}
+    return {"median": median, "min": min(times), "gflop": flops / 1e9, "gflops": flops / 1e9 / median,
+            "first_call": first}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--modes", nargs="+", choices=("fp32", "amp"), default=["fp32", "amp"])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["fp32", "amp"],
+                        help="compile / compile_amp: torch.compile, as main.py --compile (meant for CUDA; on a CPU "
+                             "compiling the headline model takes minutes and is not faster)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--cuda_dtype", choices=("float16", "bfloat16"), default="float16")
     parser.add_argument("--threads", type=int, default=None,
@@ -142,16 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(device_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         for mode in args.modes:
-            amp = mode == "amp"
+            amp = mode in ("amp", "compile_amp")
             if amp and device.type == "cpu" and not native_cpu_bfloat16():
                 print(f"{label:>10}  bfloat16: skipped, this CPU has no native bfloat16 (main.py --amp runs "
                       f"float32 here): {cpu_description()}")
                 continue
-            result = bench(args.dataset, device, amp, args.iters, args.warmup,
+            result = bench(args.dataset, device, mode, args.iters, args.warmup,
                            getattr(torch, args.cuda_dtype), args.batch_size)
             precision = "float32" if not amp else ("bfloat16" if device.type == "cpu" else args.cuda_dtype)
-            print(f"{label:>10} {precision:>9}: {result['median']:.3f} s/iter (min {result['min']:.3f}), "
-                  f"{result['gflop']:.1f} GFLOP/iter, {result['gflops']:.1f} GFLOP/s")
+            precision += " compiled" if mode.startswith("compile") else ""
+            first = ("" if result["first_call"] is None
+                     else f"; first call (compiling) {result['first_call']:.1f} s")
+            print(f"{label:>10} {precision:>18}: {result['median']:.3f} s/iter (min {result['min']:.3f}), "
+                  f"{result['gflop']:.1f} GFLOP/iter, {result['gflops']:.1f} GFLOP/s{first}")
     return 0
 
 

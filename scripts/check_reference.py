@@ -2,6 +2,7 @@
 
     python scripts/check_reference.py ../shared/fixtures/reference            # every fixture below, recursively
     python scripts/check_reference.py --threads 1 FIXTURE.pt [MORE.pt or folders ...]
+    python scripts/check_reference.py --compile ../shared/fixtures/reference/model_thumos14_seed0.pt
 
 Two formats (shared/fixtures/reference/README.md):
   A. model fixtures (`model_*.pt`, also `options/*.pt`): option values (`flags`), an official `state_dict`,
@@ -35,7 +36,11 @@ boxes (the row says so), and the rows "| given reference ..." recompute the clas
 the fixture's own upstream tensors (teacher-forced, every query). float64 fixtures compare everything end
 to end.
 
-Importable: `check_fixture(path) -> list[Row]`.
+`--compile` runs the model's forward (eval and train mode, hence its backward too) through torch.compile
+exactly as `main.py --compile` does (utils/engine/compiled.py) and holds it to the same tolerances; the
+teacher-forced rows call the proposal scorer eagerly. Compiling takes minutes on a CPU per fixture.
+
+Importable: `check_fixture(path, compile=False) -> list[Row]`.
 """
 from __future__ import annotations
 
@@ -51,10 +56,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.collate import collate_batch  # noqa: E402
-from models.build import build_criterion, build_model, build_postprocessor  # noqa: E402
+from models.build import build_criterion, build_model, build_postprocessor, trains_classes  # noqa: E402
 from models.roi_align import sampling_layout  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import ALL_FLAGS, default_config  # noqa: E402
+from utils.engine.compiled import compiled  # noqa: E402
 from utils.engine.loop import train_step  # noqa: E402
 from utils.engine.optim import build_optimization  # noqa: E402
 
@@ -148,6 +154,11 @@ def _build(cfg, state_dict: dict, dtype: torch.dtype):
     return model
 
 
+def _precision(dtype: torch.dtype, compile: bool) -> str:
+    """The first row's label: the fixture's precision, and whether the forward was compiled."""
+    return str(dtype).replace("torch.", "") + (", torch.compile" if compile else "")
+
+
 def _targets_as(targets: list[dict], dtype: torch.dtype) -> list[dict]:
     return [{**t, "segments": t["segments"].to(dtype)} for t in targets]
 
@@ -197,32 +208,34 @@ def ill_posed_queries(boxes: torch.Tensor, reference_boxes: torch.Tensor, length
     return moved, note
 
 
-def check_fixture(path: str | Path) -> list[Row]:
-    """Run every comparison of one fixture file (format A or T, in its own precision); returns the rows."""
+def check_fixture(path: str | Path, compile: bool = False) -> list[Row]:
+    """Run every comparison of one fixture file (format A or T, in its own precision); returns the rows.
+    `compile`: the model's forward through torch.compile (`--compile`)."""
     fixture = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(fixture, dict):
         raise ValueError(f"{path}: not a reference fixture (expected a dict)")
     if all(key in fixture for key in TRAJECTORY_KEYS):
-        return _check_trajectory(fixture)
+        return _check_trajectory(fixture, compile)
     missing = [key for key in MODEL_KEYS if key not in fixture]
     if missing:
         raise ValueError(f"{path}: not a reference fixture (model fixture keys missing: {missing}; "
                          f"a trajectory fixture has {list(TRAJECTORY_KEYS)})")
-    return _check_model(fixture)
+    return _check_model(fixture, compile)
 
 
-def _check_model(fixture: dict) -> list[Row]:
+def _check_model(fixture: dict, compile: bool = False) -> list[Row]:
     dtype = fixture_dtype(fixture)
     tol = TOLERANCES[dtype]
     cfg = config_from_flags(fixture["flags"])
     model = _build(cfg, fixture["state_dict"], dtype)
+    run = compiled(model, compile)  # what runs the forward; `model` keeps the plain parameter names
     criterion = build_criterion(cfg)
     postprocess = build_postprocessor(cfg)
     inputs = fixture["inputs"]
     features, mask = inputs["features"].to(dtype), inputs["mask"].bool()
     text = fixture["text_embeddings"].to(dtype)
     targets = _targets_as(fixture["targets"], dtype)
-    rows = [Row(f"state_dict (strict load), {str(dtype).replace('torch.', '')}", 0.0, "exact keys/shapes", True)]
+    rows = [Row(f"state_dict (strict load), {_precision(dtype, compile)}", 0.0, "exact keys/shapes", True)]
 
     def abs_row(name, value, reference, note=""):
         return _abs_row(name, value, reference, tol.atol, note, tol.rtol)
@@ -231,7 +244,7 @@ def _check_model(fixture: dict) -> list[Row]:
     model.eval()
     captured, handles = _capture_intermediates(model)
     with torch.no_grad():
-        outputs = model(features, mask, text_embeddings=text, return_intermediates=True)
+        outputs = run(features, mask, text_embeddings=text, return_intermediates=True)
     for handle in handles:
         handle.remove()
     reference_outputs = fixture["eval"]["outputs"]
@@ -274,10 +287,12 @@ def _check_model(fixture: dict) -> list[Row]:
             else:
                 rows.append(abs_row(f"eval.detections.{field}{suffix}", values, reference))
 
-    # train mode: outputs, matching, losses, gradients
+    # train mode: outputs, matching, losses, gradients. The text goes in only where the losses use the class
+    # logits (loss_ce), as main.py trains: outputs no loss reads would change nothing eagerly, but a compiled
+    # graph hands their parameters (logit_scale) a zero gradient where eager autograd leaves none
     model.train()
     model.zero_grad(set_to_none=True)
-    outputs = model(features, mask, text_embeddings=text)
+    outputs = run(features, mask, text_embeddings=text if trains_classes(cfg) else None)
     compared = {**outputs, "salient_gt": criterion.salient_target(outputs, targets)} \
         if "salient_logits" in outputs else outputs   # the salient loss's target, built by the criterion
     for key, reference in fixture["train"]["outputs"].items():
@@ -351,16 +366,16 @@ def _gradient_rows(reference: dict, params: dict, tol: Tolerance) -> list[Row]:
     return rows
 
 
-def _check_trajectory(fixture: dict) -> list[Row]:
+def _check_trajectory(fixture: dict, compile: bool = False) -> list[Row]:
     """Replay a training run through utils/engine/optim.py and utils/engine.train_step (what main.py runs)."""
     dtype = fixture_dtype(fixture)
     atol = TOLERANCES[dtype].trajectory
     cfg = config_from_flags(fixture["flags"])
     model = _build(cfg, fixture["init_state_dict"], dtype)
+    run = compiled(model, compile)
     criterion = build_criterion(cfg)
     optimizer, scheduler = build_optimization(model, cfg)
-    rows = [Row(f"init_state_dict (strict load), {str(dtype).replace('torch.', '')}", 0.0, "exact keys/shapes",
-                True)]
+    rows = [Row(f"init_state_dict (strict load), {_precision(dtype, compile)}", 0.0, "exact keys/shapes", True)]
     names = {id(p): n for n, p in model.named_parameters()}
     groups = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
     if "param_groups" in fixture:
@@ -376,7 +391,7 @@ def _check_trajectory(fixture: dict) -> list[Row]:
     for epoch in range(cfg.epochs):
         lrs.append([group["lr"] for group in optimizer.param_groups])
         for index, (features, mask, targets, _) in enumerate(batches):
-            result = train_step(model, criterion, optimizer, features, mask, _targets_as(targets, dtype),
+            result = train_step(run, criterion, optimizer, features, mask, _targets_as(targets, dtype),
                                 cfg.clip_max_norm, text_embeddings=text,
                                 where=f"epoch {epoch} batch {index}")
             steps.append(result)
@@ -443,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("fixtures", nargs="+", help="reference fixture .pt files or folders (searched recursively)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for the checks (default: torch's own default)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the model's forward through torch.compile, as main.py --compile (same tolerances)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -452,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_default_dtype(torch.float32)
     status = 0
     for path in paths:
-        rows = check_fixture(path)
-        print(format_rows(rows, f"== {path} ({torch.get_num_threads()} threads)"))
+        rows = check_fixture(path, compile=args.compile)
+        print(format_rows(rows, f"== {path} ({torch.get_num_threads()} threads"
+                                f"{', torch.compile' if args.compile else ''})"))
         status |= int(any(not r.ok for r in rows))
     if len(paths) > 1:
         print(f"{len(paths)} fixtures checked: " + ("all within tolerance" if status == 0 else "FAILURES above"))

@@ -136,6 +136,8 @@ def _flags_new() -> list[Flag]:
              nullable=True),
         Flag("amp", False, bool, help="mixed precision: float16 autocast on CUDA, bfloat16 on a CPU with native "
              "bfloat16 (avx512_bf16/amx); float32 with a warning on other CPUs"),
+        Flag("compile", False, bool, help="run the model's forward through torch.compile (static shapes; meant for "
+             "CUDA, not faster on a CPU); checkpoints stay plain state_dicts"),
         Flag("eval_videos", "gt", str, ("gt", "all"),
              "gt: the original (detections on videos without ground truth are dropped); all: they count"),
         Flag("resume", None, str, help="full-state checkpoint to resume training from", nullable=True),
@@ -161,9 +163,10 @@ INERT_FLAG_NOTES = {
 }
 
 
-# Keys a saved configuration leaves out, and keys that may differ when a run is resumed.
+# Keys a saved configuration leaves out, and keys that may differ when a run is resumed: how the run
+# executes, not what it computes (--compile changes numbers only within float rounding, like --device).
 NOT_DUMPED = ("cfg_path", "resume", "overwrite", "debug")
-RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "ckpt", "overwrite", "debug")
+RESUME_MAY_DIFFER = ("cfg_path", "resume", "device", "num_workers", "compile", "ckpt", "overwrite", "debug")
 
 
 class ConfigError(ValueError):

@@ -46,6 +46,7 @@ from models.text_encoder import build_text_encoder, check_embedding_dim, parse_c
 from utils.config import get_args_parser, parse_config, validate_value
 from utils.device import resolve_device
 from utils.engine.checkpoint import load_model_weights
+from utils.engine.compiled import compiled
 from utils.engine.loop import predict
 from utils.io import atomic_write_json
 from utils.scoring.evaluation import results_json
@@ -203,6 +204,7 @@ class Detector:
         self.model = build_model(cfg)
         load_model_weights(self.model, cfg.ckpt)
         self.model.to(self.device)
+        self._predicting = compiled(self.model, bool(getattr(cfg, "compile", False)), self.device)  # --compile
         self.postprocessor = build_postprocessor(cfg)
         self.text_encoder = build_text_encoder(cfg)
         self._descriptions = None
@@ -280,7 +282,7 @@ class Detector:
             raise ValueError(f"{video}: features of shape {tuple(features.shape)}, expected [snippets, "
                              f"{self.cfg.hidden_dim}] (hidden_dim): use the CLIP model the checkpoint was trained with")
         items = model_items(features, info, self.cfg)
-        raw = predict_items(self.model, self.postprocessor, items, text, self.device, self.cfg)
+        raw = predict_items(self._predicting, self.postprocessor, items, text, self.device, self.cfg)
         segments, scores, labels = merge_detections(*raw, items, self.nms_threshold,
                                                     family_of(self.cfg.dataset_name).fuses_windows(self.cfg))
         duration = max(float(info.get("frame_duration", 0.0)), float(info["snippet_duration"]))
