@@ -1,0 +1,89 @@
+"""`--compile`: the flag, the modules a run gets, compiled training against eager, and checkpoints that stay
+plain state_dicts (a compiled run resumes uncompiled and back). The fidelity fixtures under compile are in
+tests/test_compile_reference.py."""
+import copy
+
+import pytest
+import torch
+import yaml
+
+import main as train_main
+from models.build import build_criterion, build_model
+from scripts.bench_model import synthetic_batch
+from tests.test_end_to_end import tiny_config  # noqa: F401 - the module-scoped tiny run configuration
+from tests.test_model import noisy_model, tiny_cfg
+from utils.config import config_differences, dump_config, parse_config
+from utils.engine.checkpoint import load_model_weights, read_state_dict, save_state_dict
+from utils.engine.compiled import compiled, run_modules
+from utils.engine.loop import train_step
+
+
+def test_compile_flag_is_recorded_and_may_change_on_resume(tmp_path):
+    assert parse_config([]).compile is False
+    cfg = parse_config(["--compile"])
+    assert cfg.compile is True and parse_config(["--compile", "false"]).compile is False
+    saved = yaml.safe_load(dump_config(cfg, tmp_path / "config.yaml").read_text())
+    assert saved["compile"] is True  # recorded with the run, like every flag
+    # an execution flag (like --device, --num_workers): a run may resume with or without it
+    assert config_differences(saved, parse_config([])) == {}
+    assert "amp" in config_differences({**saved, "amp": True}, parse_config([]))  # numbers flags still count
+
+
+def test_run_modules_compile_wrappers_that_share_the_plain_models_parameters():
+    model = build_model(tiny_cfg(enc_layers=1, dec_layers=1))
+    assert run_modules(model, model, False, torch.device("cpu")) == (model, model)
+    trains, predicts = run_modules(model, model, True, torch.device("cpu"))
+    assert trains is predicts and trains is not model and trains._orig_mod is model
+    assert all(a is b for a, b in zip(trains.parameters(), model.parameters()))
+    wrapper = torch.nn.ModuleDict({"module": model})  # stands in for DistributedDataParallel
+    trains, predicts = run_modules(model, wrapper, True, torch.device("cpu"))
+    assert trains._orig_mod is wrapper and predicts._orig_mod is model  # DDP first, then compile
+    # what the wrappers would save has other names; runs save `model` itself
+    assert all(key.startswith("_orig_mod.") for key in predicts.state_dict())
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager_and_saves_a_plain_checkpoint(tmp_path):
+    cfg = tiny_cfg(enc_layers=1, dec_layers=1, num_queries=4)
+    model = noisy_model(cfg)
+    eager = copy.deepcopy(model)
+    criterion = build_criterion(cfg)
+    features, mask, targets = synthetic_batch(2, 32, cfg.hidden_dim, torch.device("cpu"))
+    results = []
+    for net, runs in ((eager, eager), (model, compiled(model, True))):
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+        runs.train()
+        results.append(train_step(runs, criterion, optimizer, features, mask, targets, clip_max_norm=0.1))
+    (eager_step, compiled_step) = results
+    assert compiled_step.total == pytest.approx(eager_step.total, rel=1e-5, abs=1e-5)
+    assert compiled_step.grad_norm == pytest.approx(eager_step.grad_norm, rel=1e-4, abs=1e-5)
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), name
+        assert (p.grad is None) == (q.grad is None), name  # no zero gradients where eager has none
+
+    path = save_state_dict(model, tmp_path / "last_compiled.pkl")
+    plain = build_model(cfg)
+    load_model_weights(plain, path)  # strict: the original parameter names
+    assert list(read_state_dict(path)) == list(eager.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_compiled_run_resumes_uncompiled_and_back(tiny_config, tmp_path):  # noqa: F811
+    def train(*extra):
+        return train_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root",
+                                str(tmp_path), *extra])
+
+    state = tmp_path / "ckpt" / "Synthetic" / "state_tiny.pt"
+    train("--compile", "--epochs", "1")
+    assert torch.load(state, weights_only=True)["config"]["compile"] is True
+    train("--resume", str(state), "--epochs", "2")  # compiled -> eager
+    assert torch.load(state, weights_only=True)["epoch"] == 1
+    result = train("--resume", str(state), "--epochs", "3", "--compile")  # eager -> compiled
+    saved = torch.load(state, weights_only=True)
+    assert saved["epoch"] == 2 and saved["config"]["compile"] is True and result["best"] is not None
+    cfg = parse_config(["--cfg_path", str(tiny_config)])
+    for name in ("best_tiny.pkl", "last_tiny.pkl"):
+        load_model_weights(build_model(cfg), tmp_path / "ckpt" / "Synthetic" / name)  # plain, strict
+    log = (tmp_path / "logs" / "Synthetic" / "tiny.log").read_text()
+    assert "--compile True -> False" in log and "--compile False -> True" in log
