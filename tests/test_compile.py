@@ -1,6 +1,7 @@
-"""`--compile`: the flag, the modules a run gets, compiled training against eager, and checkpoints that stay
-plain state_dicts (a compiled run resumes uncompiled and back). The fidelity fixtures under compile are in
-tests/test_compile_reference.py."""
+"""`--compile`: the flag, the modules a run gets, and checkpoints that stay plain state_dicts (a compiled run's
+checkpoints load strictly into a plain model; it resumes uncompiled and back). The compiled model against
+the fidelity fixtures (outputs, losses, gradients): tests/test_compile_reference.py."""
+
 import copy
 
 import pytest
@@ -42,48 +43,54 @@ def test_run_modules_compile_wrappers_that_share_the_plain_models_parameters():
     assert all(key.startswith("_orig_mod.") for key in predicts.state_dict())
 
 
-@pytest.mark.slow
-def test_compiled_training_step_matches_eager_and_saves_a_plain_checkpoint(tmp_path):
+def test_compiled_training_step_saves_a_plain_checkpoint(tmp_path):
+    """Dynamo and AOTAutograd as --compile runs them, with aot_eager in place of inductor's code generation
+    (seconds, not minutes): the step trains the plain model's parameters, whose checkpoint loads strictly."""
     cfg = tiny_cfg(enc_layers=1, dec_layers=1, num_queries=4)
     model = noisy_model(cfg)
-    eager = copy.deepcopy(model)
+    eager, before = copy.deepcopy(model), copy.deepcopy(model.state_dict())
     criterion = build_criterion(cfg)
     features, mask, targets = synthetic_batch(2, 32, cfg.hidden_dim, torch.device("cpu"))
-    results = []
-    for net, runs in ((eager, eager), (model, compiled(model, True))):
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    steps = []
+    for net, runs in ((eager, eager), (model, compiled(model, True, backend="aot_eager"))):
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)  # a step proportional to the gradient
         runs.train()
-        results.append(train_step(runs, criterion, optimizer, features, mask, targets, clip_max_norm=0.1))
-    (eager_step, compiled_step) = results
-    assert compiled_step.total == pytest.approx(eager_step.total, rel=1e-5, abs=1e-5)
-    assert compiled_step.grad_norm == pytest.approx(eager_step.grad_norm, rel=1e-4, abs=1e-5)
+        steps.append(train_step(runs, criterion, optimizer, features, mask, targets, clip_max_norm=0.1))
+    assert steps[1].total == pytest.approx(steps[0].total, rel=1e-6)
+    assert not torch.equal(model.state_dict()["bbox_embed.layers.2.weight"], before["bbox_embed.layers.2.weight"])
     for (name, p), q in zip(model.named_parameters(), eager.parameters()):
-        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), name
         assert (p.grad is None) == (q.grad is None), name  # no zero gradients where eager has none
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), name  # the plain model's parameters were trained
 
     path = save_state_dict(model, tmp_path / "last_compiled.pkl")
+    assert list(read_state_dict(path)) == list(eager.state_dict())  # the original names, no _orig_mod.
     plain = build_model(cfg)
-    load_model_weights(plain, path)  # strict: the original parameter names
-    assert list(read_state_dict(path)) == list(eager.state_dict())
+    load_model_weights(plain, path)  # strict
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
 
 
 @pytest.mark.slow
+@pytest.mark.compile
 def test_compiled_run_resumes_uncompiled_and_back(tiny_config, tmp_path):  # noqa: F811
     def train(*extra):
+        # one layer each keeps the compilation short; 25 inference windows in batches of 5: no short batch
         return train_main.main(["--cfg_path", str(tiny_config), "--model_name", "tiny", "--output_root",
-                                str(tmp_path), *extra])
+                                str(tmp_path), "--enc_layers", "1", "--dec_layers", "1", "--batch_size", "5",
+                                *extra])
 
     state = tmp_path / "ckpt" / "Synthetic" / "state_tiny.pt"
     train("--compile", "--epochs", "1")
     assert torch.load(state, weights_only=True)["config"]["compile"] is True
+    cfg = parse_config(["--cfg_path", str(tiny_config), "--enc_layers", "1", "--dec_layers", "1"])
+    for name in ("best_tiny.pkl", "last_tiny.pkl"):  # the compiled run's own checkpoints: plain, strict
+        assert not any(key.startswith("_orig_mod.") for key in read_state_dict(tmp_path / "ckpt" / "Synthetic" / name))
+        load_model_weights(build_model(cfg), tmp_path / "ckpt" / "Synthetic" / name)
     train("--resume", str(state), "--epochs", "2")  # compiled -> eager
     assert torch.load(state, weights_only=True)["epoch"] == 1
     result = train("--resume", str(state), "--epochs", "3", "--compile")  # eager -> compiled
     saved = torch.load(state, weights_only=True)
     assert saved["epoch"] == 2 and saved["config"]["compile"] is True and result["best"] is not None
-    cfg = parse_config(["--cfg_path", str(tiny_config)])
     for name in ("best_tiny.pkl", "last_tiny.pkl"):
-        load_model_weights(build_model(cfg), tmp_path / "ckpt" / "Synthetic" / name)  # plain, strict
+        load_model_weights(build_model(cfg), tmp_path / "ckpt" / "Synthetic" / name)
     log = (tmp_path / "logs" / "Synthetic" / "tiny.log").read_text()
     assert "--compile True -> False" in log and "--compile False -> True" in log

@@ -9,7 +9,7 @@ from torch._dynamo.utils import counters
 
 from scripts.check_reference import check_fixture, format_rows
 
-pytestmark = [pytest.mark.fidelity, pytest.mark.slow]
+pytestmark = [pytest.mark.fidelity, pytest.mark.slow, pytest.mark.compile]
 
 FLOAT32, FLOAT64 = "model_thumos14_seed0.pt", "model_anet_seed0_f64.pt"
 

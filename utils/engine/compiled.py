@@ -29,9 +29,11 @@ from utils.logging import get_logger
 _noted_cpu = []
 
 
-def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str | None = None) -> torch.nn.Module:
+def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str | None = None,
+             backend: str = "inductor") -> torch.nn.Module:
     """`torch.compile(module, dynamic=False)` when `enabled` (see the module docstring), else `module`
-    itself. On a CPU one line says that the compiled model is not expected to be faster there."""
+    itself. On a CPU one line says that the compiled model is not expected to be faster there. `backend`:
+    torch.compile's (the runs use inductor; "aot_eager" traces the same graphs without generating code)."""
     if not enabled:
         return module
     if device is not None and torch.device(device).type == "cpu" and not _noted_cpu:
@@ -39,7 +41,7 @@ def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str 
         get_logger().info("--compile: meant for CUDA, where it removes kernel-launch overhead; on a CPU the compiled "
                           "model is not expected to be faster than eager (measured on a 2-core Xeon: ~3 min to "
                           "compile the headline model, then 2.5 s per training iteration vs 2.1 s eager)")
-    return torch.compile(module, dynamic=False)
+    return torch.compile(module, dynamic=False, backend=backend)
 
 
 def run_modules(model: torch.nn.Module, train_model: torch.nn.Module, enabled: bool,
