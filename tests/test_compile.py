@@ -94,3 +94,17 @@ def test_compiled_run_resumes_uncompiled_and_back(tiny_config, tmp_path):  # noq
         load_model_weights(build_model(cfg), tmp_path / "ckpt" / "Synthetic" / name)
     log = (tmp_path / "logs" / "Synthetic" / "tiny.log").read_text()
     assert "--compile True -> False" in log and "--compile False -> True" in log
+
+
+def test_compiled_forward_under_autocast_matches_eager_autocast():
+    """--compile with --amp: the autocast region encloses the compiled forward (aot_eager, as above)."""
+    cfg = tiny_cfg(enc_layers=1, dec_layers=1, num_queries=4)
+    model = noisy_model(cfg).eval()
+    features, mask, _ = synthetic_batch(2, 32, cfg.hidden_dim, torch.device("cpu"))
+    runs = compiled(model, True, backend="aot_eager")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        eager, traced = model(features, mask), runs(features, mask)
+    assert eager["pred_boxes"].dtype == traced["pred_boxes"].dtype
+    assert eager["actionness_logits"].dtype == torch.bfloat16  # the forward did run under autocast
+    for key in ("pred_boxes", "actionness_logits", "salient_logits"):
+        assert torch.allclose(traced[key].float(), eager[key].float(), rtol=2e-2, atol=2e-2), key

@@ -38,9 +38,9 @@ def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str 
         return module
     if device is not None and torch.device(device).type == "cpu" and not _noted_cpu:
         _noted_cpu.append(True)
-        get_logger().info("--compile: meant for CUDA, where it removes kernel-launch overhead; on a CPU the compiled "
-                          "model is not expected to be faster than eager (measured on a 2-core Xeon: ~3 min to "
-                          "compile the headline model, then 2.5 s per training iteration vs 2.1 s eager)")
+        get_logger().info("--compile: meant for CUDA, where it removes kernel-launch overhead; on a CPU compiling "
+                          "takes minutes (about 3 for the headline model on a 2-core Xeon) and the compiled model is "
+                          "not reliably faster than eager (README, Fidelity and speed)")
     return torch.compile(module, dynamic=False, backend=backend)
 
 
