@@ -2,5 +2,5 @@
 
 `loop` (a training epoch, the inference pass, evaluation of a set), `run` (seeding, loaders, text
 embeddings), `checkpoint`, `selection` (--select_on val), `paths` (a run's files and lock), `report` (logs,
-CSV, metrics JSON), `optim`, `detector` (the Python API behind scripts/localize.py).
+CSV, metrics JSON), `optim`, `compiled` (--compile), `detector` (the Python API behind scripts/localize.py).
 """
