@@ -287,12 +287,13 @@ def _check_model(fixture: dict, compile: bool = False) -> list[Row]:
             else:
                 rows.append(abs_row(f"eval.detections.{field}{suffix}", values, reference))
 
-    # train mode: outputs, matching, losses, gradients. The text goes in only where the losses use the class
-    # logits (loss_ce), as main.py trains: outputs no loss reads would change nothing eagerly, but a compiled
-    # graph hands their parameters (logit_scale) a zero gradient where eager autograd leaves none
+    # train mode: outputs, matching, losses, gradients. The text goes in where the losses use the class logits
+    # (loss_ce; main.py trains so) or the fixture compares them: class logits that no loss reads change nothing
+    # eagerly, but a compiled graph hands their parameter (logit_scale) a zero gradient where eager leaves none
     model.train()
     model.zero_grad(set_to_none=True)
-    outputs = run(features, mask, text_embeddings=text if trains_classes(cfg) else None)
+    train_text = text if trains_classes(cfg) or "class_logits" in fixture["train"]["outputs"] else None
+    outputs = run(features, mask, text_embeddings=train_text)
     compared = {**outputs, "salient_gt": criterion.salient_target(outputs, targets)} \
         if "salient_logits" in outputs else outputs   # the salient loss's target, built by the criterion
     for key, reference in fixture["train"]["outputs"].items():
