@@ -265,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{record['steady_iteration']:.3f} s)")
     print(f"main.py test pass: {record['test_seconds']:.1f} s for {record['test_batches']} batches "
           f"(forward-only {record['forward_seconds']:.1f} s)")
+    after = matmul_gflops(sizes["matmul"], torch.float32, device)
+    drift = after / peak[torch.float32] - 1
+    warning = "; the machine changed speed during the run: repeat it" if abs(drift) > 0.1 else ""
+    print(f"matmul {sizes['matmul']}x{sizes['matmul']}  float32 again at the end: {after:.1f} GFLOP/s "
+          f"({drift:+.0%} against the start{warning})")
 
     print("ratios (targets: >= 0.80, <= 1.10, <= 1.20):")
     print(f"  model-only GFLOP/s / matmul float32 GFLOP/s: {model['peak_ratio']:.2f} (median of "
