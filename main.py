@@ -46,7 +46,7 @@ from utils.engine.checkpoint import (
 )
 from utils.engine.compiled import run_modules
 from utils.engine.loop import Evaluator, train_one_epoch
-from utils.engine.optim import build_optimization
+from utils.engine.optim import build_optimization, load_optimizer_state
 from utils.engine.paths import RunLock, move_outputs_aside, run_paths
 from utils.engine.report import (
     append_csv_row,
@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
     start_epoch, best, best_weights, history = 0, None, None, []
     if state is not None:
         load_weights(model, state["model"], f"--resume {cfg.resume}")
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         best_weights = state.get("best_model")

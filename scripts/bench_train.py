@@ -7,7 +7,13 @@ Measures, in this order:
 1. the machine's matrix-product throughput: square matmuls in float32, and bfloat16 / float16 where the
    hardware computes them natively (CPU flags avx512_bf16/amx_bf16, avx512_fp16/amx_fp16; always on CUDA);
 2. the model-only iteration: `utils.engine.loop.train_step` (forward + losses + backward + clipping + AdamW step)
-   on one prepared batch, its FLOPs counted by torch's flop counter;
+   on one prepared batch, its FLOPs counted by torch's flop counter. Each timed iteration is paired with a
+   square matmul timed just before it, and the ratio is the median of the pairs' ratios: on a shared or
+   throttled machine the matmul speed drifts by tens of percent within a minute, which would otherwise be
+   read as the model's efficiency;
+2b. the iteration's own matrix products alone: every mm/addmm/bmm call of one iteration is recorded (shape,
+   strides, dtype) and replayed in isolation, which tells how fast the step could be if it did nothing else
+   (the matrix products of a training step are smaller and more often transposed than the square peak's);
 3. `main.py` itself for one epoch on a generated THUMOS14-shaped synthetic dataset (512-d features,
    128-snippet windows, the headline flags): the training epoch (data loading, the loop, logging) and the
    test pass (inference, post-processing, window fusion, both evaluation protocols), each timed around
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -29,6 +36,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -75,7 +83,9 @@ def native_dtypes(device: torch.device) -> list[torch.dtype]:
 
 
 def model_only(sizes: dict, device: torch.device) -> dict:
-    """Median seconds and GFLOP/s of train_step on one prepared headline batch (float32)."""
+    """Median seconds and GFLOP/s of train_step on one prepared headline batch (float32), each timed iteration
+    paired with a square float32 matmul timed just before it (`peak_ratio`: median of the pairs' ratios);
+    `products`: the iteration's matrix products replayed alone."""
     cfg, model, criterion, (features, mask, targets) = build_headline("thumos14", device, sizes["batch_size"],
                                                                       **sizes["model"])
     optimizer, _ = build_optimization(model, cfg)
@@ -84,8 +94,54 @@ def model_only(sizes: dict, device: torch.device) -> dict:
         train_step(model, criterion, optimizer, features, mask, targets, cfg.clip_max_norm)
 
     flops = counted_flops(step)
-    seconds = statistics.median(time_calls(step, sizes["iters"], sizes["warmup"], device))
-    return {"seconds": seconds, "gflop": flops / 1e9, "gflops": flops / 1e9 / seconds}
+    with RecordedProducts() as recorded:
+        step()
+    seconds, ratios = [], []
+    for iteration in range(sizes["warmup"] + sizes["iters"]):
+        peak = matmul_gflops(sizes["matmul"], torch.float32, device, repeats=1)
+        (elapsed,) = time_calls(step, 1, 0, device)
+        if iteration >= sizes["warmup"]:
+            seconds.append(elapsed)
+            ratios.append(flops / 1e9 / elapsed / peak)
+    median = statistics.median(seconds)
+    return {"seconds": median, "gflop": flops / 1e9, "gflops": flops / 1e9 / median,
+            "peak_ratio": statistics.median(ratios), "products": recorded.replay(device)}
+
+
+class RecordedProducts(TorchDispatchMode):
+    """Records every matrix-product call (mm, addmm, bmm: shapes, strides, dtypes, scalars) made inside it;
+    `replay()` times them again in isolation: each distinct call as many times as it was made, back to back
+    (median of 3 such runs)."""
+
+    OPS = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default)
+
+    def __init__(self):
+        super().__init__()
+        self.calls: dict[tuple, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.OPS:
+            specs = tuple((tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+            signature = (func, specs, tuple(sorted(kwargs.items())))
+            self.calls[signature] = self.calls.get(signature, 0) + 1
+        return func(*args, **kwargs)
+
+    def replay(self, device: torch.device) -> dict:
+        total_seconds = total_flops = 0.0
+        for (func, specs, kwargs), count in self.calls.items():
+            args = [torch.empty_strided(a[0], a[1], dtype=a[2], device=device).normal_() if isinstance(a, tuple) else a
+                    for a in specs]
+
+            calls = functools.partial(_repeat, func, args, dict(kwargs), count)
+            total_seconds += statistics.median(time_calls(calls, 3, 1, device))
+            total_flops += counted_flops(calls)
+        return {"calls": sum(self.calls.values()), "seconds": total_seconds, "gflop": total_flops / 1e9}
+
+
+def _repeat(func, args: list, kwargs: dict, count: int) -> None:
+    for _ in range(count):  # back to back, so that no call pays alone for waking the BLAS threads
+        func(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -194,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{peak[dtype]:.1f} GFLOP/s")
 
     model = model_only(sizes, device)
+    products = model["products"]
     print(f"model-only iteration (forward + losses + backward + step, float32, batch {sizes['batch_size']}): "
           f"{model['seconds']:.3f} s/iteration, {model['gflop']:.1f} GFLOP, {model['gflops']:.1f} GFLOP/s")
+    print(f"its {products['calls']} matrix products replayed alone: {products['seconds']:.3f} s, "
+          f"{products['gflop']:.1f} GFLOP, {products['gflop'] / products['seconds']:.1f} GFLOP/s")
 
     with contextlib.ExitStack() as stack:
         work = Path(args.work_dir) if args.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -206,9 +265,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{record['steady_iteration']:.3f} s)")
     print(f"main.py test pass: {record['test_seconds']:.1f} s for {record['test_batches']} batches "
           f"(forward-only {record['forward_seconds']:.1f} s)")
+    after = matmul_gflops(sizes["matmul"], torch.float32, device)
+    drift = after / peak[torch.float32] - 1
+    warning = "; the machine changed speed during the run: repeat it" if abs(drift) > 0.1 else ""
+    print(f"matmul {sizes['matmul']}x{sizes['matmul']}  float32 again at the end: {after:.1f} GFLOP/s "
+          f"({drift:+.0%} against the start{warning})")
 
     print("ratios (targets: >= 0.80, <= 1.10, <= 1.20):")
-    print(f"  model-only GFLOP/s / matmul float32 GFLOP/s: {model['gflops'] / peak[torch.float32]:.2f}")
+    print(f"  model-only GFLOP/s / matmul float32 GFLOP/s: {model['peak_ratio']:.2f} (median of "
+          f"{sizes['iters']} iterations, each against a matmul timed just before it)")
+    print("  (not targets) its matrix products alone / matmul float32 GFLOP/s: "
+          f"{products['gflop'] / products['seconds'] / peak[torch.float32]:.2f}; model-only iteration / its "
+          f"matrix products alone: {model['seconds'] / products['seconds']:.2f}")
     print(f"  main.py training iteration / model-only iteration: {train_iteration / model['seconds']:.2f} "
           f"(after the first: {record['steady_iteration'] / model['seconds']:.2f})")
     print(f"  main.py test pass / forward-only: {record['test_seconds'] / record['forward_seconds']:.2f}")

@@ -17,9 +17,13 @@ def test_quick_run_prints_every_ratio(tmp_path, capsys):
     for line in (r"CPU: .+; features .*; torch kernels \w+",
                  rf"matmul 256x256  float32: {number} GFLOP/s",
                  rf"model-only iteration .*: {number} s/iteration, {number} GFLOP, {number} GFLOP/s",
+                 rf"its \d+ matrix products replayed alone: {number} s, {number} GFLOP, {number} GFLOP/s",
+                 rf"matmul 256x256  float32 again at the end: {number} GFLOP/s \([+-]\d+% against the start",
                  rf"main.py training epoch: {number} s for \d+ iterations, {number} s/iteration \(first {number} s",
                  rf"main.py test pass: {number} s for \d+ batches \(forward-only {number} s\)",
-                 rf"model-only GFLOP/s / matmul float32 GFLOP/s: {number}",
+                 rf"model-only GFLOP/s / matmul float32 GFLOP/s: {number} \(median of 2 iterations",
+                 rf"its matrix products alone / matmul float32 GFLOP/s: {number}; model-only iteration / its "
+                 rf"matrix products alone: {number}",
                  rf"main.py training iteration / model-only iteration: {number} \(after the first: {number}\)",
                  rf"main.py test pass / forward-only: {number}"):
         assert re.search(line, out), f"missing line {line!r} in:\n{out}"

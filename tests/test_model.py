@@ -265,7 +265,9 @@ def test_dropout_keeps_with_probability_1_minus_p_and_rescales():
     out = dropout(x, 0.1)
     dropped = out == 0
     assert abs(dropped.float().mean().item() - 0.1) < 0.003
-    assert torch.allclose(out[~dropped], x[~dropped] / 0.9, rtol=1e-6)
+    keep_probability = round(0.9 * 2 ** 16) / 2 ** 16  # the CPU mask's resolution is 2**-16
+    assert torch.allclose(out[~dropped], x[~dropped] / keep_probability, rtol=1e-6)
+    assert not torch.allclose(out[~dropped], x[~dropped] / 0.9, rtol=1e-6)  # the scale is the exact inverse
     assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0) is x
     assert dropout(x.bfloat16(), 0.5).dtype == torch.bfloat16
     layer = Dropout(0.3).eval()
@@ -274,3 +276,23 @@ def test_dropout_keeps_with_probability_1_minus_p_and_rescales():
     y = dropout(g, 0.2)
     y.sum().backward()
     assert torch.equal(g.grad, y.detach())  # gradient = the same mask
+
+
+def test_cpu_dropout_masks_follow_torch_seed_and_are_independent():
+    from models.transformer import dropout
+
+    x = torch.ones(256, 1024)
+    torch.manual_seed(3)
+    first, second = dropout(x, 0.5) > 0, dropout(x, 0.5) > 0
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.5) > 0, first)  # torch.manual_seed decides the mask
+    assert not torch.equal(first, second)  # a new mask every call
+    kept = first.float()
+    assert abs(kept.mean().item() - 0.5) < 0.005
+    # neighbours (also the four values cut from one 64-bit word) are uncorrelated
+    centred = kept - kept.mean()
+    for shift in (1, 2, 3, 4):
+        correlation = (centred[:, shift:] * centred[:, :-shift]).mean() / centred.var()
+        assert abs(correlation.item()) < 0.01
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    assert torch.equal(dropout(x, 1e-6), x)  # p below the mask's 2**-16 resolution keeps everything

@@ -18,8 +18,13 @@ def parameter_groups(model: torch.nn.Module, cfg) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW (betas 0.9/0.999, eps 1e-8) with `--weight_decay` on both groups."""
-    return torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """AdamW (betas 0.9/0.999, eps 1e-8) with `--weight_decay` on both groups.
+
+    `fused=True`: torch's one-kernel AdamW (CPU and CUDA) instead of its per-tensor loop (the CPU default, and
+    the original's); the same update formula, about 5x faster on the headline model's 230 tensors on CPU, and
+    the replayed trajectories of the original (check_reference.py, fixtures T) stay within 1e-12.
+    """
+    return torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg) -> torch.optim.lr_scheduler.StepLR:
@@ -31,3 +36,18 @@ def build_optimization(model: torch.nn.Module, cfg):
     """-> (optimizer, scheduler) of a run."""
     optimizer = build_optimizer(model, cfg)
     return optimizer, build_scheduler(optimizer, cfg)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping this build's fused kernel: torch restores the saved groups'
+    `fused` setting, so a state saved by the per-tensor loop (before the fused AdamW) would resume on it."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, was_fused in zip(optimizer.param_groups, fused):
+        if was_fused and not group.get("fused"):
+            group["fused"] = True
+            for param in group["params"]:  # the fused kernel keeps its step counts beside the parameters
+                entry = optimizer.state.get(param, {})
+                if "step" in entry:
+                    entry["step"] = entry["step"].to(param.device, torch.float32)
+
