@@ -168,11 +168,15 @@ def timed_main_functions(record: dict):
     def evaluate_test_set(cfg, epoch, evaluator, *args, **kwargs):
         model = evaluator.model
         forward_seconds = []
+        # CUDA runs asynchronously: wait for the GPU at both ends of each forward call
+        sync = torch.cuda.synchronize if str(cfg.device).startswith("cuda") else (lambda: None)
 
         def before(module, inputs):
+            sync()
             forward_seconds.append(-time.perf_counter())
 
         def after(module, inputs, outputs):
+            sync()
             forward_seconds[-1] += time.perf_counter()
 
         handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
