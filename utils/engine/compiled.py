@@ -26,7 +26,7 @@ import torch
 
 from utils.logging import get_logger
 
-_noted_cpu = []
+_cpu_note_logged = False  # the CPU note once per process, not once per compiled module
 
 
 def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str | None = None,
@@ -34,10 +34,11 @@ def compiled(module: torch.nn.Module, enabled: bool, device: torch.device | str 
     """`torch.compile(module, dynamic=False)` when `enabled` (see the module docstring), else `module`
     itself. On a CPU one line says that the compiled model is not expected to be faster there. `backend`:
     torch.compile's (the runs use inductor; "aot_eager" traces the same graphs without generating code)."""
+    global _cpu_note_logged
     if not enabled:
         return module
-    if device is not None and torch.device(device).type == "cpu" and not _noted_cpu:
-        _noted_cpu.append(True)
+    if device is not None and torch.device(device).type == "cpu" and not _cpu_note_logged:
+        _cpu_note_logged = True
         get_logger().info("--compile: meant for CUDA, where it removes kernel-launch overhead; on a CPU compiling "
                           "takes minutes (about 3 for the headline model on a 2-core Xeon) and the compiled model is "
                           "not reliably faster than eager (README, Fidelity and speed)")
