@@ -112,15 +112,17 @@ def time_calls(call, iters: int, warmup: int, device: torch.device) -> list[floa
 
 
 MODES = ("fp32", "amp", "compile", "compile_amp")
+AMP_MODES = ("amp", "compile_amp")
+COMPILED_MODES = ("compile", "compile_amp")
 
 
 def bench(dataset: str, device: torch.device, mode: str, iters: int, warmup: int, cuda_dtype: torch.dtype,
           batch_size: int) -> dict:
     cfg, model, criterion, batch = build_headline(dataset, device, batch_size)
-    amp = mode in ("amp", "compile_amp")
+    amp = mode in AMP_MODES
     # FLOPs of the eager iteration (the compiled one computes the same products)
     flops = counted_flops(lambda: iteration(model, criterion, batch, device, amp, cuda_dtype))
-    runs = compiled(model, mode.startswith("compile"))
+    runs = compiled(model, mode in COMPILED_MODES)
 
     def call():
         return iteration(runs, criterion, batch, device, amp, cuda_dtype)
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(device_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         for mode in args.modes:
-            amp = mode in ("amp", "compile_amp")
+            amp = mode in AMP_MODES
             if amp and device.type == "cpu" and not native_cpu_bfloat16():
                 print(f"{label:>10}  bfloat16: skipped, this CPU has no native bfloat16 (main.py --amp runs "
                       f"float32 here): {cpu_description()}")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             result = bench(args.dataset, device, mode, args.iters, args.warmup,
                            getattr(torch, args.cuda_dtype), args.batch_size)
             precision = "float32" if not amp else ("bfloat16" if device.type == "cpu" else args.cuda_dtype)
-            precision += " compiled" if mode.startswith("compile") else ""
+            precision += " compiled" if mode in COMPILED_MODES else ""
             first = ("" if result["first_call"] is None
                      else f"; first call (compiling) {result['first_call']:.1f} s")
             print(f"{label:>10} {precision:>18}: {result['median']:.3f} s/iter (min {result['min']:.3f}), "

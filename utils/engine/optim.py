@@ -50,4 +50,3 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
                 entry = optimizer.state.get(param, {})
                 if "step" in entry:
                     entry["step"] = entry["step"].to(param.device, torch.float32)
-
